@@ -1,0 +1,50 @@
+"""`bigla`: the one entry point to every BiGLA implementation."""
+import jax
+
+from pallas_kernels.associative import bigla_associative_scan
+from pallas_kernels.chunked import bigla_chunked
+from pallas_kernels.reference import bigla_reference
+
+IMPLS = ("reference", "associative_scan", "chunked")
+
+
+def default_impl(backend=None):
+  """The fastest implementation available on `backend` (default: jax.default_backend())."""
+  del backend  # the Pallas kernels will take GPU and TPU; until then chunked is fastest everywhere
+  return "chunked"
+
+
+def _check_shapes(q, k, v, log_gate_fwd, log_gate_bwd):
+  if q.ndim != 4:
+    raise ValueError(f"bigla: q must be [batch, length, heads, dk], got shape {q.shape}")
+  for name, x in (("k", k), ("log_gate_fwd", log_gate_fwd), ("log_gate_bwd", log_gate_bwd)):
+    if x.shape != q.shape:
+      raise ValueError(f"bigla: {name} has shape {x.shape}, expected q's shape {q.shape}")
+  if v.ndim != 4 or v.shape[:3] != q.shape[:3]:
+    raise ValueError(f"bigla: v must be [batch, length, heads, dv] matching q {q.shape}, got {v.shape}")
+
+
+def bigla(q, k, v, log_gate_fwd, log_gate_bwd, *, impl="auto", chunk_size=None, interpret=False):
+  """Bidirectional gated linear attention, (forward + backward) / 2, scale dk^-1/2 inside.
+
+  Args:
+    q, k, log_gate_fwd, log_gate_bwd: [batch, length, heads, dk]; log-gates are log-decays (< 0).
+    v: [batch, length, heads, dv].
+    impl: "auto" (fastest for the backend), or one of IMPLS.
+    chunk_size: tokens per chunk for the chunked algorithms (None: the implementation's default).
+    interpret: run Pallas kernels in interpret mode (CPU testing); ignored by XLA implementations.
+
+  Returns:
+    [batch, length, heads, dv] in v's dtype; accumulation is fp32 in every implementation.
+  """
+  _check_shapes(q, k, v, log_gate_fwd, log_gate_bwd)
+  del interpret  # used by the Pallas implementations
+  if impl == "auto":
+    impl = default_impl(jax.default_backend())
+  if impl == "reference":
+    return bigla_reference(q, k, v, log_gate_fwd, log_gate_bwd)
+  if impl == "associative_scan":
+    return bigla_associative_scan(q, k, v, log_gate_fwd, log_gate_bwd)
+  if impl == "chunked":
+    return bigla_chunked(q, k, v, log_gate_fwd, log_gate_bwd, chunk_size=chunk_size)
+  raise ValueError(f"bigla: unknown impl {impl!r}; choose 'auto' or one of {IMPLS}")
