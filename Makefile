@@ -17,4 +17,4 @@ demo: $(VENV)/.installed
 	@echo "make demo: not yet available (the training issue adds it)."
 
 test: $(VENV)/.installed
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q tests
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -n 2 tests

@@ -14,6 +14,7 @@ def _combine(earlier, later):
 
 
 def bigla_associative_scan(q, k, v, log_gate_fwd, log_gate_bwd):
+  out_dtype = v.dtype
   q, k, v = (x.astype(jnp.float32) for x in (q, k, v))
   q = q * q.shape[-1] ** -0.5
   kv = k[..., :, None] * v[..., None, :]  # [B, L, H, dk, dv]
@@ -22,4 +23,4 @@ def bigla_associative_scan(q, k, v, log_gate_fwd, log_gate_bwd):
     decay = jnp.exp(log_gate.astype(jnp.float32))
     _, states = jax.lax.associative_scan(_combine, (decay, kv), reverse=reverse, axis=1)
     out = out + jnp.einsum("blhk,blhkv->blhv", q, states)
-  return (out / 2).astype(v.dtype)
+  return (out / 2).astype(out_dtype)
