@@ -12,8 +12,13 @@ the end e of the earlier sub-chunk, exp(G_t - G_e) * exp(G_e - G_j), both factor
 import jax
 import jax.numpy as jnp
 
-DEFAULT_CHUNK = 64
 SUB_CHUNK = 16
+
+
+def default_chunk_size():
+  # On CPU the in-sub-chunk log-space term (one exp per pair and key channel) dominates: 8-token
+  # chunks measured ~1.8x faster than 64 there. Accelerators favour larger matmuls.
+  return 8 if jax.default_backend() == "cpu" else 64
 
 
 def _exp_where(mask, x):
@@ -81,7 +86,7 @@ def bigla_chunked(q, k, v, log_gate_fwd, log_gate_bwd, chunk_size=None):
   batch, length, heads, dk = q.shape
   dv = v.shape[-1]
   sub = SUB_CHUNK
-  chunk = chunk_size or DEFAULT_CHUNK
+  chunk = chunk_size or default_chunk_size()
   if chunk % sub and chunk > sub:
     raise ValueError(f"chunk_size must be a multiple of {sub} or at most {sub}, got {chunk}")
   chunk = min(chunk, -(-length // sub) * sub)  # short sequences: one chunk, little padding

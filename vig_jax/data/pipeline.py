@@ -49,9 +49,11 @@ def train_iterator(*, source, batch_size, image_size, seed, start_step=0, proces
   process_count), and start_step=s yields exactly what an iterator started at
   0 yields from its step s on.
   """
-  if source == "synthetic":
+  if source == "synthetic":  # augmentation kwargs do not apply to noise
+    info_names = inspect.signature(synthetic.info).parameters
+    dataset = synthetic.info(**{k: v for k, v in source_and_augment_kwargs.items() if k in info_names})
     return synthetic.train_batches(
-        dataset=synthetic.info(**source_and_augment_kwargs), batch_size=batch_size,
+        dataset=dataset, batch_size=batch_size,
         image_size=image_size, seed=seed, start_step=start_step, process_index=process_index)
   from vig_jax.data import augment, sources
   from vig_jax.data.tf_cpu import tf

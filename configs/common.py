@@ -1,0 +1,48 @@
+"""Defaults shared by every config: the original ImageNet recipe (DESIGN.md §3)."""
+import ml_collections
+
+
+def base_config():
+  c = ml_collections.ConfigDict()
+  c.model = "vig_s"
+  c.model_kwargs = ml_collections.ConfigDict()  # size overrides, e.g. depth=4
+  c.dtype = "bfloat16"  # compute; params stay fp32
+  c.bigla_impl = "auto"
+  c.remat = False
+
+  c.data = ml_collections.ConfigDict(dict(
+      source="tfds", name="imagenet2012", data_dir=ml_collections.FieldReference(None, str),
+      manual_dir=ml_collections.FieldReference(None, str), train_split="train",
+      eval_split="validation"))
+  # Train augmentation (vig_jax.data.augment.train_transform): the timm/DeiT recipe by default.
+  c.augment = ml_collections.ConfigDict()
+  c.image_size = 224
+  c.eval_crop_pct = 0.875  # resize 256, centre crop 224
+  c.batch_size = 1024  # global
+  c.eval_batch_size = 1024
+  c.grad_accum_steps = 1
+
+  c.num_epochs = 300
+  c.total_steps = 0  # > 0 overrides num_epochs
+  c.warmup_epochs = 20
+  c.base_lr = 1e-3  # scaled by batch_size / 512
+  c.warmup_lr = 5e-7
+  c.min_lr = 5e-6
+  c.weight_decay = 0.05
+  c.grad_clip = 5.0
+  c.ema_decay = 0.9999
+  c.label_smoothing = 0.1
+  c.mixup = ml_collections.ConfigDict(dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0,
+                                           switch_prob=0.5))
+  c.on_nonfinite = "stop"  # or "skip": drop the update of a step with a NaN/Inf loss or gradient
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, num_devices=-1))  # -1: all / the rest
+  c.distributed = ml_collections.FieldReference(None, bool)  # None: if JAX_COORDINATOR_ADDRESS set
+  c.seed = 0
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.eval_every_steps = 0  # 0: evaluate at the end only
+  c.init_from = ""  # a converted original checkpoint (python -m vig_jax.convert)
+  c.eval_from = ""  # --mode=eval on a converted checkpoint instead of the workdir's
+  return c

@@ -1,0 +1,125 @@
+"""The training program: sharding equivalence, exact resume, resharding restore, eval counts."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from vig_jax import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  config = tiny.get_config()
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+def params_of(workdir, config):
+  s = trainer.setup(config)
+  from vig_jax import checkpointing
+  manager = checkpointing.create_manager(workdir, keep=10, async_save=False)
+  with jax.set_mesh(s.mesh):
+    state = checkpointing.restore_latest(manager, s.abstract_state, s.meta)
+  manager.close()
+  return jax.device_get(state)
+
+
+def test_sharded_step_equals_single_device_step(tmp_path):
+  assert jax.device_count() == 8, "make test sets 8 fake CPU devices"
+  one = params_of_run(tmp_path / "one", **{"mesh.num_devices": 1})
+  sharded = params_of_run(tmp_path / "sharded", **{"mesh.data": 4, "mesh.fsdp": 2})
+  for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(sharded.params)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+  assert int(one.step) == int(sharded.step) == 4
+
+
+def params_of_run(workdir, **overrides):
+  config = tiny_config(**{"total_steps": 4, **overrides})
+  trainer.train_and_evaluate(config, str(workdir))
+  return params_of(str(workdir), config)
+
+
+def test_fsdp_shards_large_weights(tmp_path):
+  config = tiny_config(**{"mesh.data": 4, "mesh.fsdp": 2, "model_kwargs.embed_dim": 128})
+  s = trainer.setup(config)
+  spec = s.abstract_state.params["blocks_0"]["ffn"]["up_proj"]["kernel"].sharding.spec
+  assert spec[0] == "fsdp"
+  mu = s.abstract_state.opt_state[1][0].mu["blocks_0"]["ffn"]["up_proj"]["kernel"]
+  assert mu.sharding.spec[0] == "fsdp"  # optimizer state follows its param
+  assert s.abstract_state.params["norm"]["scale"].sharding.spec == jax.sharding.PartitionSpec(None)
+
+
+def test_resume_gives_the_same_parameters_bit_for_bit(tmp_path):
+  straight = tiny_config(total_steps=8, checkpoint_every_steps=4)
+  trainer.train_and_evaluate(straight, str(tmp_path / "straight"))
+  # A run that stopped right after its step-4 checkpoint: a workdir holding only that checkpoint.
+  shutil.copytree(tmp_path / "straight" / "checkpoints" / "4", tmp_path / "resumed" / "checkpoints" / "4")
+  trainer.train_and_evaluate(straight, str(tmp_path / "resumed"))  # resumes at step 4
+  a, b = params_of(str(tmp_path / "straight"), straight), params_of(str(tmp_path / "resumed"), straight)
+  assert int(a.step) == int(b.step) == 8
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_checkpoint_of_8_devices_restores_on_4(tmp_path):
+  config8 = tiny_config(total_steps=4, **{"mesh.data": 4, "mesh.fsdp": 2,
+                                          "model_kwargs.embed_dim": 128})
+  trainer.train_and_evaluate(config8, str(tmp_path))
+  config4 = tiny_config(total_steps=4, **{"mesh.data": 2, "mesh.fsdp": 2, "mesh.num_devices": 4,
+                                          "model_kwargs.embed_dim": 128})
+  s4 = trainer.setup(config4)
+  restored = params_of(str(tmp_path), config4)
+  expected = params_of(str(tmp_path), config8)
+  for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(x, y)
+  kernel = s4.abstract_state.params["blocks_0"]["ffn"]["up_proj"]["kernel"]
+  assert len(kernel.sharding.mesh.devices.flat) == 4
+
+
+def test_eval_counts_every_example_once(tmp_path):
+  # 40 examples in batches of 16: the last batch is half padding, which must not count.
+  config = tiny_config(total_steps=2, eval_batch_size=16)
+  results = trainer.train_and_evaluate(config, str(tmp_path))
+  assert results["num_examples"] == 40
+  assert 0.0 <= results["top1"] <= results["top5"] <= 1.0
+  assert results["top1"] * 40 == pytest.approx(round(results["top1"] * 40))
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+  # Without dropout the mean of two half-batch gradients is the full-batch gradient.
+  common = {"model_kwargs.drop_path_rate": 0.0, "total_steps": 2}
+  whole = params_of_run(tmp_path / "whole", **common)
+  accum = params_of_run(tmp_path / "accum", grad_accum_steps=2, **common)
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(accum.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_train_py_end_to_end(tmp_path):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  base = [sys.executable, "train.py", "--config=configs/tiny.py", f"--workdir={tmp_path}"]
+  train = subprocess.run(base + ["--config.total_steps=4", "--config.batch_size=8"], cwd=REPO,
+                         env=env, capture_output=True, text=True)
+  assert train.returncode == 0, train.stderr[-2000:]
+  for name in ("config.json", "metrics.jsonl", "checkpoints/4", "tensorboard"):
+    assert os.path.exists(tmp_path / name), name
+  assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
+  logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {"loss", "lr", "grad_norm", "img_per_s", "step_time"} <= set(logged[0])
+  evaluation = subprocess.run(base + ["--mode=eval", "--config.batch_size=8"], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+  assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+  last_line = json.loads(evaluation.stdout.strip().splitlines()[-1])
+  assert last_line == json.loads((tmp_path / "eval_results.json").read_text())
+  assert last_line["checkpoint_step"] == 4 and last_line["num_examples"] == 40

@@ -1,0 +1,45 @@
+"""Train or evaluate ViG.
+
+  python train.py --config=configs/imagenet.py:vig_s --workdir=/tmp/vig_s
+  python train.py --config=configs/digits.py --workdir=/tmp/digits --mode=eval
+"""
+import json
+import logging as logging_std
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vig_jax import trainer
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:vig_s.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Checkpoints, metrics and results go here.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (then evaluate) or only evaluate.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietOrbax(logging_std.Filter):
+  """Orbax logs each checkpoint step at INFO; keep the console for progress and warnings."""
+
+  def filter(self, record):
+    return record.levelno >= logging_std.WARNING or "orbax" not in record.pathname
+
+
+def main(argv):
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  if len(argv) > 1:
+    sys.exit(f"train.py: error: unexpected arguments {argv[1:]}")
+  run = trainer.train_and_evaluate if FLAGS.mode == "train" else trainer.evaluate
+  try:
+    results = run(FLAGS.config, FLAGS.workdir)
+  except (trainer.ConfigError, trainer.NonFiniteError, FileNotFoundError) as e:
+    sys.exit(f"train.py: error: {e}")
+  if results is not None:
+    logging.info("results: %s", results)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,56 @@
+"""Metrics to a JSONL file and TensorBoard event files (process 0 only), progress on the console."""
+import json
+import os
+import time
+
+import jax
+from absl import logging
+
+
+class MetricWriter:
+  """Writes scalars to <workdir>/metrics.jsonl and <workdir>/tensorboard; no-op off process 0."""
+
+  def __init__(self, workdir):
+    self._active = jax.process_index() == 0
+    self._jsonl = self._tb = None
+    if not self._active:
+      return
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    try:
+      from vig_jax.data.tf_cpu import tf  # TensorBoard events need tensorflow (absent on GPU hosts)
+      self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    except ImportError:
+      logging.warning("tensorflow is not installed: no TensorBoard events, metrics.jsonl only")
+
+  def write(self, step, scalars):
+    if not self._active:
+      return
+    scalars = {k: float(v) for k, v in scalars.items()}
+    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      from vig_jax.data.tf_cpu import tf
+      with self._tb.as_default(step=step):
+        for name, value in scalars.items():
+          tf.summary.scalar(name, value)
+      self._tb.flush()
+
+  def close(self):
+    if self._jsonl:
+      self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """A console line per log step: step, loss, throughput and the time left."""
+
+  def __init__(self, total_steps, first_step):
+    self._total, self._first, self._start = total_steps, first_step, time.time()
+
+  def line(self, step, metrics):
+    elapsed = time.time() - self._start
+    done = max(step - self._first, 1)
+    eta = elapsed / done * (self._total - step)
+    parts = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    return f"step {step}/{self._total} {parts} | eta {eta / 60:.1f} min"

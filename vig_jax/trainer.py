@@ -1,0 +1,258 @@
+"""`train_and_evaluate(config, workdir)` and `evaluate(config, workdir)`: the training program.
+
+Runs unchanged on one CPU, one GPU, a GPU host and a TPU pod slice: one jit with shardings over a
+(data, fsdp) mesh of all devices, each process feeding its share of the batch.
+"""
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from vig_jax import checkpointing, optim, pretrained, sharding
+from vig_jax.data import dataset_info, eval_iterator, train_iterator
+from vig_jax.metric_writers import MetricWriter, Progress
+from vig_jax.models import ViG, create_model, model_fields
+from vig_jax.train_state import TrainState, create_state, make_eval_step, make_train_step
+
+
+class ConfigError(ValueError):
+  """A config or input that cannot work; raised before any compute."""
+
+
+class NonFiniteError(FloatingPointError):
+  """A step produced a non-finite loss or gradient (and the config does not skip such steps)."""
+
+
+def maybe_initialize_distributed(config):
+  """Multi-process runs (TPU pod slices, one process per GPU) join the cluster first."""
+  wanted = config.get("distributed")
+  if wanted is None:
+    wanted = bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
+  if wanted and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  mesh: jax.sharding.Mesh
+  model: object
+  num_classes: int
+  meta: dict
+  tx: object
+  schedule: object
+  total_steps: int
+  init_state: object  # rng -> TrainState
+  abstract_state: TrainState  # shapes with shardings
+  data_kwargs: dict
+
+
+def _check_config(config, mesh, model):
+  devices, processes = mesh.size, jax.process_count()
+  batch, accum = config.batch_size, config.grad_accum_steps
+  if batch % (devices * accum) or batch % processes:
+    raise ConfigError(f"batch_size {batch} must be divisible by the {devices} devices x "
+                      f"grad_accum_steps {accum} (and by the {processes} processes)")
+  if config.eval_batch_size % devices:
+    raise ConfigError(f"eval_batch_size {config.eval_batch_size} must be divisible by the "
+                      f"{devices} devices")
+  stride = model.patch_size if isinstance(model, ViG) else 32
+  if config.image_size % stride:
+    raise ConfigError(f"image_size {config.image_size} is not a multiple of {config.model}'s "
+                      f"token stride {stride} (patch_size for plain ViG, 32 for ViG-H)")
+  if config.on_nonfinite not in ("stop", "skip"):
+    raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}")
+
+
+def setup(config):
+  """Everything a run needs that costs no compute, with every config check done first."""
+  mesh = sharding.create_mesh(**config.mesh)
+  data_kwargs = dict(config.data)
+  info = dataset_info(**data_kwargs)
+  model_kwargs = dict(config.model_kwargs)
+  if "num_classes" in model_kwargs and model_kwargs["num_classes"] != info.num_classes:
+    raise ConfigError(f"model_kwargs.num_classes={model_kwargs['num_classes']} but the dataset has "
+                      f"{info.num_classes} classes")
+  try:
+    fields = model_fields(config.model)
+    if "img_size" in fields:
+      model_kwargs.setdefault("img_size", config.image_size)
+    model = create_model(config.model, num_classes=info.num_classes, dtype=jnp.dtype(config.dtype),
+                         bigla_impl=config.bigla_impl, remat=config.remat,
+                         bigla_batch_axes=sharding.BATCH_AXES if mesh.size > 1 else None,
+                         **model_kwargs)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(str(e)) from e
+  _check_config(config, mesh, model)
+
+  steps_per_epoch = max(info.num_train // config.batch_size, 1)
+  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+  schedule = optim.learning_rate(base_lr=config.base_lr, batch_size=config.batch_size,
+                                 total_steps=total_steps, warmup_steps=warmup_steps,
+                                 warmup_lr=config.warmup_lr, min_lr=config.min_lr)
+  tx = optim.create_optimizer(schedule, weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+  init = functools.partial(create_state, model, tx, image_size=config.image_size)
+  with jax.set_mesh(mesh):  # BiGLA's shard_map traces against the mesh
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+  shardings = sharding.tree_shardings(abstract, mesh)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          abstract, shardings)
+  meta = {"model": config.model, "num_classes": info.num_classes,
+          "model_kwargs": {k: v for k, v in model_kwargs.items() if k != "img_size"}}
+  return Setup(mesh, model, info.num_classes, meta, tx, schedule, total_steps, init, abstract,
+               data_kwargs)
+
+
+def _shardings(tree):
+  return jax.tree.map(lambda x: x.sharding, tree)
+
+
+def _init_state(config, s):
+  state = jax.jit(s.init_state, out_shardings=_shardings(s.abstract_state))(
+      jax.random.PRNGKey(config.seed))
+  if config.init_from:
+    params, _ = pretrained.load(config.init_from, target=s.abstract_state.params)
+    state = state.replace(params=params, ema_params=params,
+                          opt_state=jax.jit(s.tx.init, out_shardings=_shardings(
+                              s.abstract_state.opt_state))(params))
+  return state
+
+
+def evaluate_params(params, config, s):
+  """Top-1 / top-5 over the whole eval split, every example counted exactly once."""
+  step = jax.jit(make_eval_step(s.model), in_shardings=(_shardings(params), sharding.batch_sharding(s.mesh)))
+  totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
+  batches = eval_iterator(batch_size=config.eval_batch_size // jax.process_count(),
+                          image_size=config.image_size, crop_pct=config.eval_crop_pct,
+                          process_index=jax.process_index(), process_count=jax.process_count(),
+                          **s.data_kwargs)
+  for batch in batches:
+    out = jax.device_get(step(params, sharding.global_batch(batch, s.mesh)))
+    totals = {k: totals[k] + float(out[k]) for k in totals}
+  n = max(totals["count"], 1.0)
+  return {"top1": totals["top1"] / n, "top5": totals["top5"] / n, "num_examples": int(totals["count"])}
+
+
+class _Preemption:
+  """SIGTERM (what TPU VMs and schedulers send) asks the loop to checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM: saving a checkpoint at the current step, then exiting")
+    self.requested = True
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(state, manager):
+  bad = int(jax.device_get(state.nonfinite_step))
+  if bad >= 0:
+    raise NonFiniteError(f"non-finite loss or gradients at step {bad}; the last good checkpoint "
+                         f"(step {manager.latest_step()}) is kept; config.on_nonfinite='skip' "
+                         f"skips such steps")
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir`, resuming from its newest checkpoint; returns final eval metrics."""
+  maybe_initialize_distributed(config)
+  s = setup(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1))
+  manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints)
+  writer = MetricWriter(workdir)
+  with jax.set_mesh(s.mesh), _Preemption() as preemption:
+    state = checkpointing.restore_latest(manager, s.abstract_state, s.meta)
+    if state is None:
+      state = _init_state(config, s)
+    first = int(jax.device_get(state.step))
+    logging.info("%s: %d params, mesh %s, steps %d..%d", config.model,
+                 sum(x.size for x in jax.tree.leaves(state.params)), dict(s.mesh.shape), first,
+                 s.total_steps)
+    train_step = jax.jit(
+        make_train_step(s.model, s.tx, num_classes=s.num_classes, mixup=dict(config.mixup),
+                        label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
+                        accum_steps=config.grad_accum_steps, seed=config.seed,
+                        skip_nonfinite=config.on_nonfinite == "skip"),
+        in_shardings=(_shardings(s.abstract_state), sharding.batch_sharding(s.mesh)),
+        out_shardings=(_shardings(s.abstract_state), None), donate_argnums=0)
+    batches = train_iterator(batch_size=config.batch_size // jax.process_count(),
+                             image_size=config.image_size, seed=config.seed, start_step=first,
+                             process_index=jax.process_index(),
+                             process_count=jax.process_count(), **s.data_kwargs,
+                             **config.augment)
+    progress, last_time, last_step = Progress(s.total_steps, first), time.time(), first
+    for step in range(first + 1, s.total_steps + 1):
+      state, metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
+      if step % config.log_every_steps == 0 or step == s.total_steps:
+        _check_finite(state, manager)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.time()
+        metrics["step_time"] = (now - last_time) / (step - last_step)
+        metrics["img_per_s"] = config.batch_size / metrics["step_time"]
+        metrics["lr"] = float(s.schedule(step - 1))
+        last_time, last_step = now, step
+        writer.write(step, metrics)
+        logging.info(progress.line(step, metrics))
+      if step % config.checkpoint_every_steps == 0 or step == s.total_steps or preemption.requested:
+        _check_finite(state, manager)
+        checkpointing.save(manager, state, s.meta, force=preemption.requested)
+      if preemption.requested:
+        manager.wait_until_finished()
+        logging.info("preempted at step %d: checkpoint saved", step)
+        return None
+      if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
+        writer.write(step, {f"eval_{k}": v for k, v in evaluate_params(state.params, config, s).items()})
+    manager.wait_until_finished()
+    results = evaluate_params(state.params, config, s)
+    ema = evaluate_params(state.ema_params, config, s)
+    results.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+    writer.write(s.total_steps, {f"eval_{k}": v for k, v in results.items()})
+  writer.close()
+  manager.close()
+  return results
+
+
+def evaluate(config, workdir):
+  """Evaluates the newest checkpoint of `workdir` (or config.eval_from, a converted checkpoint).
+
+  Writes <workdir>/eval_results.json and returns it.
+  """
+  maybe_initialize_distributed(config)
+  s = setup(config)
+  with jax.set_mesh(s.mesh):
+    if config.eval_from:
+      params, _ = pretrained.load(config.eval_from, target=s.abstract_state.params)
+      results, step = evaluate_params(params, config, s), None
+    else:
+      manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
+      state = checkpointing.restore_latest(manager, s.abstract_state, s.meta)
+      manager.close()
+      if state is None:
+        raise ConfigError(f"no checkpoint in {os.path.abspath(workdir)}/checkpoints to evaluate")
+      results = evaluate_params(state.params, config, s)
+      ema = evaluate_params(state.ema_params, config, s)
+      results.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+      step = int(jax.device_get(state.step))
+  results["checkpoint_step"] = step
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
+      json.dump(results, f, indent=1)
+  return results
