@@ -13,7 +13,8 @@ def base_config():
   c.data = ml_collections.ConfigDict(dict(
       source="tfds", name="imagenet2012", data_dir=ml_collections.FieldReference(None, str),
       manual_dir=ml_collections.FieldReference(None, str), train_split="train",
-      eval_split="validation"))
+      eval_split="validation",
+      folder=ml_collections.FieldReference(None, str)))  # for source="folder"
   # Train augmentation (vig_jax.data.augment.train_transform): the timm/DeiT recipe by default.
   c.augment = ml_collections.ConfigDict()
   c.image_size = 224

@@ -128,3 +128,43 @@ def test_cli_bad_inputs(tmp_path):
   (tmp_path / "w.ckpt").write_bytes(b"x")
   unknown = _run_cli("--model=vig_t", f"--src={tmp_path / 'w.ckpt'}", f"--out={tmp_path / 'o'}")
   assert unknown.returncode != 0 and "unknown checkpoint format" in unknown.stderr
+
+
+@pytest.fixture
+def torch():
+  return pytest.importorskip("torch")  # in requirements.txt: the converter reads .pth with it
+
+
+def test_pth_is_read_with_weights_only(tmp_path, official_state_dicts, torch):
+  entry = official_state_dicts["vig_t"]
+  rng = np.random.default_rng(1)
+  sd = {k: torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+        for k, shape in entry["state_dict"].items()}
+  src = tmp_path / "vig_t.pth"
+  torch.save({"model": sd, "epoch": 300}, src)  # the original's checkpoint layout
+  out = tmp_path / "converted"
+  result = _run_cli("--model=vig_t", f"--src={src}", f"--out={out}")
+  assert result.returncode == 0, result.stderr
+  params, _ = pretrained.load(str(out))
+  np.testing.assert_array_equal(params["pos_embed"], sd["pos_embed"].numpy())
+
+
+class _Exploit:
+  """Unpickling this runs a shell command: what a malicious checkpoint does."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_would_execute_code_is_refused(tmp_path, torch):
+  marker = tmp_path / "pwned"
+  src = tmp_path / "evil.pth"
+  torch.save({"model": {"head.weight": _Exploit(marker)}}, src)
+  result = _run_cli("--model=vig_t", f"--src={src}", f"--out={tmp_path / 'out'}")
+  assert result.returncode != 0
+  assert "refusing" in result.stderr.strip().splitlines()[-1]
+  assert not marker.exists()
+  assert not (tmp_path / "out").exists()

@@ -15,7 +15,8 @@ class TrainState:
   params: Any
   opt_state: Any
   ema_params: Any
-  # First step whose loss or gradients were not finite (-1: none). Checked on the host before
+  # First step (1-based, as logged) whose loss or gradients were not finite (-1: none). Checked on
+  # the host before
   # every checkpoint, so a checkpoint never holds what a NaN step produced.
   nonfinite_step: jax.Array
   skipped_steps: jax.Array
@@ -75,7 +76,8 @@ def make_train_step(model, tx, *, num_classes, mixup, label_smoothing, ema_decay
       new = _tree_where(finite, new, state.replace(step=state.step + 1,
                                                    skipped_steps=state.skipped_steps + 1))
     else:
-      first_bad = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+      first_bad = jnp.where((state.nonfinite_step < 0) & ~finite, state.step + 1,
+                            state.nonfinite_step)
       new = new.replace(nonfinite_step=first_bad)
     return new, {"loss": loss, "grad_norm": grad_norm}
 

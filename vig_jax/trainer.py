@@ -74,7 +74,10 @@ def setup(config):
   """Everything a run needs that costs no compute, with every config check done first."""
   mesh = sharding.create_mesh(**config.mesh)
   data_kwargs = dict(config.data)
-  info = dataset_info(**data_kwargs)
+  try:
+    info = dataset_info(**data_kwargs)
+  except (ValueError, FileNotFoundError) as e:  # missing dataset, manual_dir, empty folder, ...
+    raise ConfigError(f"data: {e}") from e
   model_kwargs = dict(config.model_kwargs)
   if "num_classes" in model_kwargs and model_kwargs["num_classes"] != info.num_classes:
     raise ConfigError(f"model_kwargs.num_classes={model_kwargs['num_classes']} but the dataset has "
@@ -114,11 +117,28 @@ def _shardings(tree):
   return jax.tree.map(lambda x: x.sharding, tree)
 
 
+def _load_params(directory, s):
+  try:
+    params, meta = pretrained.load(directory, target=s.abstract_state.params)
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from e
+  if meta["model"] != s.meta["model"]:
+    raise ConfigError(f"{directory} holds {meta['model']} params, the config trains {s.meta['model']}")
+  return params
+
+
+def _restore(manager, s):
+  try:
+    return checkpointing.restore_latest(manager, s.abstract_state, s.meta)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+
+
 def _init_state(config, s):
   state = jax.jit(s.init_state, out_shardings=_shardings(s.abstract_state))(
       jax.random.PRNGKey(config.seed))
   if config.init_from:
-    params, _ = pretrained.load(config.init_from, target=s.abstract_state.params)
+    params = _load_params(config.init_from, s)
     state = state.replace(params=params, ema_params=params,
                           opt_state=jax.jit(s.tx.init, out_shardings=_shardings(
                               s.abstract_state.opt_state))(params))
@@ -171,17 +191,26 @@ def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns final eval metrics."""
   maybe_initialize_distributed(config)
   s = setup(config)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1))
   manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints)
-  writer = MetricWriter(workdir)
+  try:
+    return _train_loop(config, workdir, s, manager)
+  finally:
+    manager.wait_until_finished()  # an aborted run still completes the checkpoints it started
+    manager.close()
+
+
+def _train_loop(config, workdir, s, manager):
   with jax.set_mesh(s.mesh), _Preemption() as preemption:
-    state = checkpointing.restore_latest(manager, s.abstract_state, s.meta)
+    state = _restore(manager, s)
     if state is None:
       state = _init_state(config, s)
+    else:
+      logging.info("resumed from checkpoint step %d", int(jax.device_get(state.step)))
     first = int(jax.device_get(state.step))
+    if jax.process_index() == 0:  # only once the workdir is known to belong to this config
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=1))
+    writer = MetricWriter(workdir)
     logging.info("%s: %d params, mesh %s, steps %d..%d", config.model,
                  sum(x.size for x in jax.tree.leaves(state.params)), dict(s.mesh.shape), first,
                  s.total_steps)
@@ -216,17 +245,17 @@ def train_and_evaluate(config, workdir):
       if preemption.requested:
         manager.wait_until_finished()
         logging.info("preempted at step %d: checkpoint saved", step)
-        return None
+        results = None
+        break
       if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
         writer.write(step, {f"eval_{k}": v for k, v in evaluate_params(state.params, config, s).items()})
-    manager.wait_until_finished()
-    results = evaluate_params(state.params, config, s)
-    ema = evaluate_params(state.ema_params, config, s)
-    results.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
-    writer.write(s.total_steps, {f"eval_{k}": v for k, v in results.items()})
+    else:
+      results = evaluate_params(state.params, config, s)
+      ema = evaluate_params(state.ema_params, config, s)
+      results.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+      writer.write(s.total_steps, {f"eval_{k}": v for k, v in results.items()})
   writer.close()
-  manager.close()
-  return results
+  return results  # None when preempted
 
 
 def evaluate(config, workdir):
@@ -238,11 +267,10 @@ def evaluate(config, workdir):
   s = setup(config)
   with jax.set_mesh(s.mesh):
     if config.eval_from:
-      params, _ = pretrained.load(config.eval_from, target=s.abstract_state.params)
-      results, step = evaluate_params(params, config, s), None
+      results, step = evaluate_params(_load_params(config.eval_from, s), config, s), None
     else:
       manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
-      state = checkpointing.restore_latest(manager, s.abstract_state, s.meta)
+      state = _restore(manager, s)
       manager.close()
       if state is None:
         raise ConfigError(f"no checkpoint in {os.path.abspath(workdir)}/checkpoints to evaluate")

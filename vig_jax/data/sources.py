@@ -9,6 +9,7 @@ A source holds one process's share of a dataset and gives
   eval_examples(): each eval example of this process once, {"image", "label"}.
 Images stay encoded: the pipeline decodes after resume has skipped what it skips.
 """
+import inspect
 import os
 
 from vig_jax.data import digits, folder as folder_lib
@@ -123,13 +124,20 @@ class FolderSource:
                   num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _own_kwargs(cls, kwargs, fixed=()):
+  """The kwargs `cls` takes: a config's data fields may serve several sources (--config.data.source
+  switches between them), so each source ignores the others' fields."""
+  names = set(inspect.signature(cls).parameters) - set(fixed)
+  return {k: v for k, v in kwargs.items() if k in names}
+
+
 def get(source, **kwargs):
   """The source named `source` ("tfds", "folder" or "digits"), built from its kwargs."""
   if source == "tfds":
-    return TfdsSource(**kwargs)
+    return TfdsSource(**_own_kwargs(TfdsSource, kwargs))
   if source == "folder":
-    return FolderSource(**kwargs)
+    return FolderSource(**_own_kwargs(FolderSource, kwargs))
   if source == "digits":  # `digits` registered vig_digits with tfds on import
-    return TfdsSource(name=digits.VigDigits.name, train_split="train", eval_split="validation",
-                      **kwargs)
+    fixed = dict(name=digits.VigDigits.name, train_split="train", eval_split="validation")
+    return TfdsSource(**fixed, **_own_kwargs(TfdsSource, kwargs, fixed))
   raise ValueError(f"Unknown data source {source!r}; expected tfds, folder, digits or synthetic.")
