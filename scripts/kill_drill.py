@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 
 def command(workdir, total_steps, interval):
@@ -52,13 +53,6 @@ def last_logged_step(workdir):
   with open(path) as f:
     steps = [json.loads(line)["step"] for line in f if '"loss"' in line]
   return max(steps, default=0)
-
-
-def final_params(workdir, step):
-  from orbax.checkpoint import StandardCheckpointer
-  with StandardCheckpointer() as ckptr:
-    state = ckptr.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
-  return state["params"]
 
 
 def start(cmd, log_path):
@@ -119,8 +113,9 @@ def run_drill(workdir, kills, total_steps, interval, seed):
 
   identical = False
   if not failures:
-    a, b = final_params(reference, total_steps), final_params(drilled, total_steps)
     import jax
+    from vig_jax.checkpointing import read_params
+    a, b = read_params(reference, total_steps), read_params(drilled, total_steps)
     identical = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     if not identical:
       failures.append("final parameters differ from the uninterrupted run")

@@ -40,3 +40,17 @@ def restore_latest(manager, abstract_state, meta):
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state)))
   return restored["state"]
+
+
+
+def read_params(workdir, step, item="params"):
+  """`item` ("params", "ema_params", ...) of the TrainState saved at `step`, on this process's
+  first device, whatever mesh wrote it: for inspection and export."""
+  path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.StandardCheckpointer() as ckptr:
+    metadata = ckptr.metadata(path)
+    metadata = getattr(metadata, "item_metadata", metadata)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata)
+    return ckptr.restore(path, target)[item]

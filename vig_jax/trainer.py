@@ -31,12 +31,19 @@ class NonFiniteError(FloatingPointError):
 
 
 def maybe_initialize_distributed(config):
-  """Multi-process runs (TPU pod slices, one process per GPU) join the cluster first."""
+  """Multi-process runs (TPU pod slices, one process per GPU) join the cluster first.
+
+  config.distributed None means: if JAX_COORDINATOR_ADDRESS is set. jax finds the process count
+  and id on TPU, SLURM, Open MPI and k8s; elsewhere set JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+  """
   wanted = config.get("distributed")
   if wanted is None:
     wanted = bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
   if wanted and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+    kwargs = {name: int(os.environ[var]) for name, var in (("num_processes", "JAX_NUM_PROCESSES"),
+                                                           ("process_id", "JAX_PROCESS_ID"))
+              if var in os.environ}
+    jax.distributed.initialize(**kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +55,7 @@ class Setup:
   tx: object
   schedule: object
   total_steps: int
-  init_state: object  # rng -> TrainState
+  fresh_state: object  # rng -> TrainState (unsharded function; see init_state)
   abstract_state: TrainState  # shapes with shardings
   data_kwargs: dict
 
@@ -134,8 +141,9 @@ def _restore(manager, s):
     raise ConfigError(str(e)) from e
 
 
-def _init_state(config, s):
-  state = jax.jit(s.init_state, out_shardings=_shardings(s.abstract_state))(
+def init_state(config, s):
+  """A fresh TrainState (or one started from config.init_from), laid out over the mesh."""
+  state = jax.jit(s.fresh_state, out_shardings=_shardings(s.abstract_state))(
       jax.random.PRNGKey(config.seed))
   if config.init_from:
     params = _load_params(config.init_from, s)
@@ -143,6 +151,16 @@ def _init_state(config, s):
                           opt_state=jax.jit(s.tx.init, out_shardings=_shardings(
                               s.abstract_state.opt_state))(params))
   return state
+
+
+def jit_train_step(config, s):
+  """The sharded train step: (state, global batch) -> (state, metrics), the state donated."""
+  step = make_train_step(s.model, s.tx, num_classes=s.num_classes, mixup=dict(config.mixup),
+                         label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
+                         accum_steps=config.grad_accum_steps, seed=config.seed,
+                         skip_nonfinite=config.on_nonfinite == "skip")
+  return jax.jit(step, in_shardings=(_shardings(s.abstract_state), sharding.batch_sharding(s.mesh)),
+                 out_shardings=(_shardings(s.abstract_state), None), donate_argnums=0)
 
 
 def evaluate_params(params, config, s):
@@ -203,7 +221,7 @@ def _train_loop(config, workdir, s, manager):
   with jax.set_mesh(s.mesh), _Preemption() as preemption:
     state = _restore(manager, s)
     if state is None:
-      state = _init_state(config, s)
+      state = init_state(config, s)
     else:
       logging.info("resumed from checkpoint step %d", int(jax.device_get(state.step)))
     first = int(jax.device_get(state.step))
@@ -214,13 +232,7 @@ def _train_loop(config, workdir, s, manager):
     logging.info("%s: %d params, mesh %s, steps %d..%d", config.model,
                  sum(x.size for x in jax.tree.leaves(state.params)), dict(s.mesh.shape), first,
                  s.total_steps)
-    train_step = jax.jit(
-        make_train_step(s.model, s.tx, num_classes=s.num_classes, mixup=dict(config.mixup),
-                        label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
-                        accum_steps=config.grad_accum_steps, seed=config.seed,
-                        skip_nonfinite=config.on_nonfinite == "skip"),
-        in_shardings=(_shardings(s.abstract_state), sharding.batch_sharding(s.mesh)),
-        out_shardings=(_shardings(s.abstract_state), None), donate_argnums=0)
+    train_step = jit_train_step(config, s)
     batches = train_iterator(batch_size=config.batch_size // jax.process_count(),
                              image_size=config.image_size, seed=config.seed, start_step=first,
                              process_index=jax.process_index(),

@@ -54,7 +54,8 @@ def train_iterator(*, source, batch_size, image_size, seed, start_step=0, proces
     dataset = synthetic.info(**{k: v for k, v in source_and_augment_kwargs.items() if k in info_names})
     return synthetic.train_batches(
         dataset=dataset, batch_size=batch_size,
-        image_size=image_size, seed=seed, start_step=start_step, process_index=process_index)
+        image_size=image_size, seed=seed, start_step=start_step, process_index=process_index,
+        process_count=process_count)
   from vig_jax.data import augment, sources
   from vig_jax.data.tf_cpu import tf
   augment_names = inspect.signature(augment.train_transform).parameters

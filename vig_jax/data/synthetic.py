@@ -23,9 +23,13 @@ def _batch(seed, batch_size, image_size, num_classes):
   }
 
 
-def train_batches(*, dataset, batch_size, image_size, seed, start_step, process_index):
-  """Step s yields distinct batch s mod _DISTINCT_TRAIN_BATCHES of this (seed, process)."""
-  batches = [_batch([seed, process_index, i], batch_size, image_size, dataset.num_classes)
+def train_batches(*, dataset, batch_size, image_size, seed, start_step, process_index,
+                  process_count):
+  """Step s yields this process's slice of global batch s mod _DISTINCT_TRAIN_BATCHES: the global
+  batches are the same however many processes share them, so runs compare across layouts."""
+  lo, hi = process_index * batch_size, (process_index + 1) * batch_size
+  batches = [{k: v[lo:hi] for k, v in _batch([seed, i], batch_size * process_count, image_size,
+                                             dataset.num_classes).items()}
              for i in range(_DISTINCT_TRAIN_BATCHES)]
   return (batches[step % _DISTINCT_TRAIN_BATCHES] for step in itertools.count(start_step))
 
