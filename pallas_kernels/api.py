@@ -3,15 +3,17 @@ import jax
 
 from pallas_kernels.associative import bigla_associative_scan
 from pallas_kernels.chunked import bigla_chunked
+from pallas_kernels.pallas_gpu import bigla_pallas_gpu
+from pallas_kernels.pallas_tpu import bigla_pallas_tpu
 from pallas_kernels.reference import bigla_reference
 
-IMPLS = ("reference", "associative_scan", "chunked")
+IMPLS = ("reference", "associative_scan", "chunked", "pallas_gpu", "pallas_tpu")
 
 
 def default_impl(backend=None):
   """The fastest implementation available on `backend` (default: jax.default_backend())."""
-  del backend  # the Pallas kernels will take GPU and TPU; until then chunked is fastest everywhere
-  return "chunked"
+  backend = backend or jax.default_backend()
+  return {"gpu": "pallas_gpu", "cuda": "pallas_gpu", "tpu": "pallas_tpu"}.get(backend, "chunked")
 
 
 def _check_shapes(q, k, v, log_gate_fwd, log_gate_bwd):
@@ -30,21 +32,27 @@ def bigla(q, k, v, log_gate_fwd, log_gate_bwd, *, impl="auto", chunk_size=None, 
   Args:
     q, k, log_gate_fwd, log_gate_bwd: [batch, length, heads, dk]; log-gates are log-decays (< 0).
     v: [batch, length, heads, dv].
-    impl: "auto" (fastest for the backend), or one of IMPLS.
-    chunk_size: tokens per chunk for the chunked algorithms (None: the implementation's default).
-    interpret: run Pallas kernels in interpret mode (CPU testing); ignored by XLA implementations.
+    impl: "auto" (pallas_gpu on GPU, pallas_tpu on TPU, chunked elsewhere), or one of IMPLS.
+    chunk_size: tokens per chunk (None: the implementation's default). chunked: a multiple of 16
+      or at most 16;
+      pallas_tpu: tokens per grid step, a multiple of 16; pallas_gpu: 16 only.
+    interpret: run the Pallas kernels in interpret mode (CPU testing); ignored by XLA ones.
 
   Returns:
     [batch, length, heads, dv] in v's dtype; accumulation is fp32 in every implementation.
   """
   _check_shapes(q, k, v, log_gate_fwd, log_gate_bwd)
-  del interpret  # used by the Pallas implementations
   if impl == "auto":
     impl = default_impl(jax.default_backend())
+  args = (q, k, v, log_gate_fwd, log_gate_bwd)
   if impl == "reference":
-    return bigla_reference(q, k, v, log_gate_fwd, log_gate_bwd)
+    return bigla_reference(*args)
   if impl == "associative_scan":
-    return bigla_associative_scan(q, k, v, log_gate_fwd, log_gate_bwd)
+    return bigla_associative_scan(*args)
   if impl == "chunked":
-    return bigla_chunked(q, k, v, log_gate_fwd, log_gate_bwd, chunk_size=chunk_size)
+    return bigla_chunked(*args, chunk_size=chunk_size)
+  if impl == "pallas_gpu":
+    return bigla_pallas_gpu(*args, chunk_size=chunk_size, interpret=interpret)
+  if impl == "pallas_tpu":
+    return bigla_pallas_tpu(*args, chunk_size=chunk_size, interpret=interpret)
   raise ValueError(f"bigla: unknown impl {impl!r}; choose 'auto' or one of {IMPLS}")
