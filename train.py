@@ -41,5 +41,17 @@ def main(argv):
     print(json.dumps(results))
 
 
+def parse_flags(argv):
+  """absl flag parsing, with a bad --config override (unknown field, wrong type) as one line."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections: a field the config does not have
+    field = str(e).strip("\"'")
+    used = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
+    sys.exit(f"train.py: error: the config has no field {field!r} ({', '.join(used) or argv})")
+  except (flags.Error, TypeError, ValueError) as e:
+    sys.exit(f"train.py: error: {e}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

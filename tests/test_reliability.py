@@ -113,7 +113,9 @@ def trained_workdir(tmp_path_factory):
 
 BAD_INPUTS = [  # (flags, words the one-line error must contain)
     (["--config.model=vig_xl"], "unknown model 'vig_xl'"),
-    (["--config.not_a_key=1"], "not_a_key"),
+    (["--config.not_a_key=1"], "the config has no field 'not_a_key' (--config.not_a_key=1)"),
+    (["--config.batch_size=eight"], "--config.batch_size=eight: invalid literal for int()"),
+    (["--config.init_from=/nonexistent"], "/nonexistent is not a converted checkpoint"),
     (["--config.batch_size=12"], "batch_size 12 must be divisible by the 8 devices"),
     (["--config.image_size=36"], "image_size 36 is not a multiple of vig_t's token stride 8"),
     (["--config.data.num_classes=7"], "num_classes: checkpoint 10 vs config 7"),

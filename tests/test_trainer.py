@@ -123,3 +123,22 @@ def test_train_py_end_to_end(tmp_path):
   last_line = json.loads(evaluation.stdout.strip().splitlines()[-1])
   assert last_line == json.loads((tmp_path / "eval_results.json").read_text())
   assert last_line["checkpoint_step"] == 4 and last_line["num_examples"] == 40
+
+
+def test_init_from_and_eval_from_a_converted_checkpoint(tmp_path):
+  from vig_jax import pretrained
+  config = tiny_config(total_steps=1, base_lr=0.0, warmup_lr=0.0, min_lr=0.0)
+  s = trainer.setup(config)
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32) * 0.05,
+                        s.abstract_state.params)
+  pretrained.save(str(tmp_path / "converted"), params, "vig_t", {})
+  config.init_from = str(tmp_path / "converted")
+  trainer.train_and_evaluate(config, str(tmp_path / "run"))  # lr 0: the params stay as loaded
+  for a, b in zip(jax.tree.leaves(params_of(str(tmp_path / "run"), config).params),
+                  jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  config.init_from = ""
+  config.eval_from = str(tmp_path / "converted")
+  results = trainer.evaluate(config, str(tmp_path / "eval"))
+  assert results["num_examples"] == 40 and results["checkpoint_step"] is None

@@ -100,6 +100,14 @@ def setup(config):
   except (ValueError, TypeError) as e:
     raise ConfigError(str(e)) from e
   _check_config(config, mesh, model)
+  for directory in (config.init_from, config.eval_from):
+    if directory:
+      try:
+        converted = pretrained.load_meta(directory)["model"]
+      except FileNotFoundError as e:
+        raise ConfigError(str(e)) from e
+      if converted != config.model:
+        raise ConfigError(f"{directory} holds {converted} params, the config is {config.model}")
 
   steps_per_epoch = max(info.num_train // config.batch_size, 1)
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
@@ -125,13 +133,10 @@ def _shardings(tree):
 
 
 def _load_params(directory, s):
-  try:
-    params, meta = pretrained.load(directory, target=s.abstract_state.params)
-  except (ValueError, FileNotFoundError) as e:
+  try:  # the model name was checked in setup; this checks every shape
+    return pretrained.load(directory, target=s.abstract_state.params)[0]
+  except ValueError as e:
     raise ConfigError(str(e)) from e
-  if meta["model"] != s.meta["model"]:
-    raise ConfigError(f"{directory} holds {meta['model']} params, the config trains {s.meta['model']}")
-  return params
 
 
 def _restore(manager, s):
@@ -147,7 +152,9 @@ def init_state(config, s):
       jax.random.PRNGKey(config.seed))
   if config.init_from:
     params = _load_params(config.init_from, s)
-    state = state.replace(params=params, ema_params=params,
+    # The EMA gets its own buffers: the train step donates the state, and a buffer donated twice
+    # is freed under the other alias.
+    state = state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params),
                           opt_state=jax.jit(s.tx.init, out_shardings=_shardings(
                               s.abstract_state.opt_state))(params))
   return state
