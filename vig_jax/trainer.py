@@ -12,7 +12,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import logging
 
 from vig_jax import checkpointing, optim, pretrained, sharding

@@ -13,3 +13,5 @@ tf.config.set_visible_devices([], "TPU")
 # tfds 4.9.10 needs the `importlib_resources` backport but declares it only for Python < 3.9
 # (tensorflow/datasets#11212): requirements.txt lists it.
 import tensorflow_datasets as tfds  # noqa: E402
+
+__all__ = ["tf", "tfds"]
