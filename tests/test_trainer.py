@@ -93,8 +93,15 @@ def test_eval_counts_every_example_once(tmp_path):
   config = tiny_config(total_steps=2, eval_batch_size=16)
   results = trainer.train_and_evaluate(config, str(tmp_path))
   assert results["num_examples"] == 40
-  assert 0.0 <= results["top1"] <= results["top5"] <= 1.0
-  assert results["top1"] * 40 == pytest.approx(round(results["top1"] * 40))
+  for prefix in ("", "ema_"):  # params and EMA scored on the same pass
+    assert 0.0 <= results[prefix + "top1"] <= results[prefix + "top5"] <= 1.0
+    assert results[prefix + "top1"] * 40 == pytest.approx(round(results[prefix + "top1"] * 40))
+
+
+def test_eval_of_a_workdir_without_checkpoints_fails_and_creates_nothing(tmp_path):
+  with pytest.raises(trainer.ConfigError, match="no checkpoint in"):
+    trainer.evaluate(tiny_config(), str(tmp_path / "empty"))
+  assert not (tmp_path / "empty").exists()
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):

@@ -16,8 +16,7 @@ class TrainState:
   opt_state: Any
   ema_params: Any
   # First step (1-based, as logged) whose loss or gradients were not finite (-1: none). Checked on
-  # the host before
-  # every checkpoint, so a checkpoint never holds what a NaN step produced.
+  # the host before every checkpoint, so a checkpoint never holds what a NaN step produced.
   nonfinite_step: jax.Array
   skipped_steps: jax.Array
 

@@ -169,19 +169,31 @@ def jit_train_step(config, s):
                  out_shardings=(_shardings(s.abstract_state), None), donate_argnums=0)
 
 
-def evaluate_params(params, config, s):
-  """Top-1 / top-5 over the whole eval split, every example counted exactly once."""
-  step = jax.jit(make_eval_step(s.model), in_shardings=(_shardings(params), sharding.batch_sharding(s.mesh)))
-  totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
+def evaluate_params(config, s, params, ema_params=None):
+  """Top-1 / top-5 over the whole eval split, every example counted exactly once.
+
+  With `ema_params`, the EMA is scored on the same pass (ema_top1, ema_top5): one decode of the
+  split and one compiled step for both.
+  """
+  step = jax.jit(make_eval_step(s.model),
+                 in_shardings=(_shardings(params), sharding.batch_sharding(s.mesh)))
+  named = {"": params} if ema_params is None else {"": params, "ema_": ema_params}
+  totals = {f"{name}{k}": 0.0 for name in named for k in ("top1", "top5", "count")}
   batches = eval_iterator(batch_size=config.eval_batch_size // jax.process_count(),
                           image_size=config.image_size, crop_pct=config.eval_crop_pct,
                           process_index=jax.process_index(), process_count=jax.process_count(),
                           **s.data_kwargs)
   for batch in batches:
-    out = jax.device_get(step(params, sharding.global_batch(batch, s.mesh)))
-    totals = {k: totals[k] + float(out[k]) for k in totals}
+    batch = sharding.global_batch(batch, s.mesh)
+    for name, tree in named.items():
+      for k, v in jax.device_get(step(tree, batch)).items():
+        totals[name + k] += float(v)
   n = max(totals["count"], 1.0)
-  return {"top1": totals["top1"] / n, "top5": totals["top5"] / n, "num_examples": int(totals["count"])}
+  results = {"top1": totals["top1"] / n, "top5": totals["top5"] / n,
+             "num_examples": int(totals["count"])}
+  if ema_params is not None:
+    results.update(ema_top1=totals["ema_top1"] / n, ema_top5=totals["ema_top5"] / n)
+  return results
 
 
 class _Preemption:
@@ -266,11 +278,9 @@ def _train_loop(config, workdir, s, manager):
         results = None
         break
       if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
-        writer.write(step, {f"eval_{k}": v for k, v in evaluate_params(state.params, config, s).items()})
+        writer.write(step, {f"eval_{k}": v for k, v in evaluate_params(config, s, state.params).items()})
     else:
-      results = evaluate_params(state.params, config, s)
-      ema = evaluate_params(state.ema_params, config, s)
-      results.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+      results = evaluate_params(config, s, state.params, state.ema_params)
       writer.write(s.total_steps, {f"eval_{k}": v for k, v in results.items()})
   writer.close()
   return results  # None when preempted
@@ -285,16 +295,17 @@ def evaluate(config, workdir):
   s = setup(config)
   with jax.set_mesh(s.mesh):
     if config.eval_from:
-      results, step = evaluate_params(_load_params(config.eval_from, s), config, s), None
+      results, step = evaluate_params(config, s, _load_params(config.eval_from, s)), None
     else:
+      checkpoints = os.path.join(os.path.abspath(workdir), "checkpoints")
+      if not os.path.isdir(checkpoints):  # say so before the manager creates the directory
+        raise ConfigError(f"no checkpoint in {checkpoints} to evaluate")
       manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
       state = _restore(manager, s)
       manager.close()
       if state is None:
-        raise ConfigError(f"no checkpoint in {os.path.abspath(workdir)}/checkpoints to evaluate")
-      results = evaluate_params(state.params, config, s)
-      ema = evaluate_params(state.ema_params, config, s)
-      results.update(ema_top1=ema["top1"], ema_top5=ema["top5"])
+        raise ConfigError(f"no checkpoint in {checkpoints} to evaluate")
+      results = evaluate_params(config, s, state.params, state.ema_params)
       step = int(jax.device_get(state.step))
   results["checkpoint_step"] = step
   if jax.process_index() == 0:
