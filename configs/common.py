@@ -2,6 +2,32 @@
 import ml_collections
 
 
+def input_config(source="tfds", **overrides):
+  """config.input: the dataset and its augmentation (checked by vig_jax.data.check_input).
+
+  Every source's keys are here, so --config.input.source=folder --config.input.folder=... works;
+  each source reads its own. Augmentation: the timm/DeiT recipe (rand-m9-mstd0.5-inc1, random
+  erasing 0.25); crops are drawn on the host, the rest runs on the accelerator.
+  """
+  c = ml_collections.ConfigDict(dict(
+      source=source,
+      # tfds (ArrayRecord format; see README)
+      name="imagenet2012", data_dir=ml_collections.FieldReference(None, str),
+      train_split="train", eval_split="validation",
+      # folder: <folder>/<class>/* with eval_fraction held out, or <folder>/{train,val}/<class>/*
+      folder=ml_collections.FieldReference(None, str), eval_fraction=0.1,
+      # cifar10: the .tar.gz or the folder unpacked from it
+      path=ml_collections.FieldReference(None, str),
+      # host: Grain worker processes (0: in this process) and the random crop
+      num_workers=8, crop_canvas=ml_collections.FieldReference(None, int),
+      crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
+      # accelerator
+      hflip=True, randaugment_layers=2, randaugment_magnitude=9.0, randaugment_magnitude_std=0.5,
+      erase_prob=0.25))
+  c.update(overrides)
+  return c
+
+
 def base_config():
   c = ml_collections.ConfigDict()
   c.model = "vig_s"
@@ -10,13 +36,7 @@ def base_config():
   c.bigla_impl = "auto"
   c.remat = False
 
-  c.data = ml_collections.ConfigDict(dict(
-      source="tfds", name="imagenet2012", data_dir=ml_collections.FieldReference(None, str),
-      manual_dir=ml_collections.FieldReference(None, str), train_split="train",
-      eval_split="validation",
-      folder=ml_collections.FieldReference(None, str)))  # for source="folder"
-  # Train augmentation (vig_jax.data.augment.train_transform): the timm/DeiT recipe by default.
-  c.augment = ml_collections.ConfigDict()
+  c.input = input_config()
   c.image_size = 224
   c.eval_crop_pct = 0.875  # resize 256, centre crop 224
   c.batch_size = 1024  # global

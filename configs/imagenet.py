@@ -1,7 +1,10 @@
 """ImageNet-1k from scratch, the original recipe (DESIGN.md §3): 300 epochs, global batch 1024.
 
   python train.py --config=configs/imagenet.py:vig_s --workdir=gs://bucket/vig_s \
-      --config.data.data_dir=gs://bucket/tfds --config.data.manual_dir=/path/to/imagenet_tars
+      --config.input.data_dir=gs://bucket/tfds
+
+imagenet2012 must be prepared in ArrayRecord format in that data_dir (README: "ImageNet"), or use
+an image folder: --config.input.source=folder --config.input.folder=/data/imagenet (train/, val/).
 
 Expected ImageNet-1k val top-1 (the original's released weights, 224x224):
 

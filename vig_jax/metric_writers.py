@@ -16,11 +16,11 @@ class MetricWriter:
     if not self._active:
       return
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    try:
-      from vig_jax.data.tf_cpu import tf  # TensorBoard events need tensorflow (absent on GPU hosts)
-      self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    try:  # tensorboard's own writer: events without tensorflow
+      from tensorboard.summary import Writer
+      self._tb = Writer(os.path.join(workdir, "tensorboard"))
     except ImportError:
-      logging.warning("tensorflow is not installed: no TensorBoard events, metrics.jsonl only")
+      logging.warning("tensorboard is not installed: no TensorBoard events, metrics.jsonl only")
 
   def write(self, step, scalars):
     if not self._active:
@@ -29,10 +29,8 @@ class MetricWriter:
     self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
     self._jsonl.flush()
     if self._tb is not None:
-      from vig_jax.data.tf_cpu import tf
-      with self._tb.as_default(step=step):
-        for name, value in scalars.items():
-          tf.summary.scalar(name, value)
+      for name, value in scalars.items():
+        self._tb.add_scalar(name, value, step)
       self._tb.flush()
 
   def close(self):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vig_jax.data import mixup_cutmix
+from vig_jax.data import mixup_cutmix, normalize
 
 
 @flax.struct.dataclass
@@ -35,9 +35,13 @@ def _tree_where(cond, a, b):
   return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
-def make_train_step(model, tx, *, num_classes, mixup, label_smoothing, ema_decay, accum_steps,
-                    seed, skip_nonfinite):
-  """(state, batch) -> (state, metrics). Gradients are accumulated over `accum_steps` slices."""
+def make_train_step(model, tx, *, augment, num_classes, mixup, label_smoothing, ema_decay,
+                    accum_steps, seed, skip_nonfinite):
+  """(state, batch) -> (state, metrics). Gradients are accumulated over `accum_steps` slices.
+
+  `augment(rng, batch)` turns the host's batch into float32 images (the device half of the input
+  pipeline).
+  """
 
   def loss_fn(params, images, targets, rng):
     logits = model.apply({"params": params}, images, train=True, rngs={"dropout": rng})
@@ -45,8 +49,9 @@ def make_train_step(model, tx, *, num_classes, mixup, label_smoothing, ema_decay
 
   def train_step(state, batch):
     rng = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
-    mix_rng, drop_rng = jax.random.split(rng)
-    images, targets = mixup_cutmix(mix_rng, batch["image"], batch["label"], num_classes=num_classes,
+    augment_rng, mix_rng, drop_rng = jax.random.split(rng, 3)
+    images, targets = mixup_cutmix(mix_rng, augment(augment_rng, batch), batch["label"],
+                                   num_classes=num_classes,
                                    label_smoothing=label_smoothing, **mixup)
     grad_fn = jax.value_and_grad(loss_fn)
     if accum_steps == 1:
@@ -87,7 +92,7 @@ def make_eval_step(model):
   """(params, batch) -> summed top-1 / top-5 hits and the example count (mask weighted)."""
 
   def eval_step(params, batch):
-    logits = model.apply({"params": params}, batch["image"])
+    logits = model.apply({"params": params}, normalize(batch["image"]))
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     hits = top5 == batch["label"][:, None]
     mask = batch["mask"]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from absl import logging
 
 from vig_jax import checkpointing, optim, pretrained, sharding
-from vig_jax.data import dataset_info, eval_iterator, train_iterator
+from vig_jax.data import augment_batch, dataset_info, eval_iterator, train_iterator
 from vig_jax.metric_writers import MetricWriter, Progress
 from vig_jax.models import ViG, create_model, model_fields
 from vig_jax.train_state import TrainState, create_state, make_eval_step, make_train_step
@@ -79,11 +79,11 @@ def _check_config(config, mesh, model):
 def setup(config):
   """Everything a run needs that costs no compute, with every config check done first."""
   mesh = sharding.create_mesh(**config.mesh)
-  data_kwargs = dict(config.data)
+  data_kwargs = dict(config.input)
   try:
     info = dataset_info(**data_kwargs)
-  except (ValueError, FileNotFoundError) as e:  # missing dataset, manual_dir, empty folder, ...
-    raise ConfigError(f"data: {e}") from e
+  except (ValueError, FileNotFoundError) as e:  # unknown key, missing dataset, empty folder, ...
+    raise ConfigError(f"input: {e}") from e
   model_kwargs = dict(config.model_kwargs)
   if "num_classes" in model_kwargs and model_kwargs["num_classes"] != info.num_classes:
     raise ConfigError(f"model_kwargs.num_classes={model_kwargs['num_classes']} but the dataset has "
@@ -161,7 +161,9 @@ def init_state(config, s):
 
 def jit_train_step(config, s):
   """The sharded train step: (state, global batch) -> (state, metrics), the state donated."""
-  step = make_train_step(s.model, s.tx, num_classes=s.num_classes, mixup=dict(config.mixup),
+  augment = functools.partial(augment_batch, image_size=config.image_size, **s.data_kwargs)
+  step = make_train_step(s.model, s.tx, augment=augment, num_classes=s.num_classes,
+                         mixup=dict(config.mixup),
                          label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
                          accum_steps=config.grad_accum_steps, seed=config.seed,
                          skip_nonfinite=config.on_nonfinite == "skip")
@@ -254,8 +256,7 @@ def _train_loop(config, workdir, s, manager):
     batches = train_iterator(batch_size=config.batch_size // jax.process_count(),
                              image_size=config.image_size, seed=config.seed, start_step=first,
                              process_index=jax.process_index(),
-                             process_count=jax.process_count(), **s.data_kwargs,
-                             **config.augment)
+                             process_count=jax.process_count(), **s.data_kwargs)
     progress, last_time, last_step = Progress(s.total_steps, first), time.time(), first
     for step in range(first + 1, s.total_steps + 1):
       state, metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))

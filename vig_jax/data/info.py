@@ -4,9 +4,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-  """Sizes over all processes; `skipped_files` lists unreadable images left out."""
+  """Sizes over all processes."""
 
   num_classes: int
   num_train: int
   num_eval: int
-  skipped_files: tuple[str, ...] = ()

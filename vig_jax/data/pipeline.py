@@ -1,113 +1,223 @@
-"""The trainer's input: resumable infinite train batches and padded one-pass eval batches.
+"""The trainer's input, on Grain: resumable infinite train batches and padded one-pass eval batches.
 
-Batches are dicts of numpy arrays for this process: "image" float32 [b, H, W, 3]
-(ImageNet-normalised NHWC), "label" int32 [b] and, for eval, "mask" float32 [b].
-`source` is "tfds", "folder" or "digits" (see `sources`), or "synthetic", which
-needs no tensorflow: the functions import the tf modules only for the others.
+`config.input` is one flat group of keyword arguments, checked by `check_input`: `source`
+("folder", "tfds", "cifar10", "digits" or "synthetic") and that source's arguments (see
+`sources`), `num_workers` and `crop_canvas`, host augmentation (`crop_scale`, `crop_ratio`) and
+device augmentation (`device.augment_example`'s). Nothing here imports tensorflow.
 
-Train determinism: process p's stream position g holds an example chosen by a
-per-epoch shuffle seeded from (seed, p) and augmented with a seed folded from
-(seed, p) and g, so batch s is positions [s b, (s + 1) b) whatever came before,
-and start_step=s starts there without decoding anything earlier.
+Train batches: {"image": uint8 [b, C, C, 3] crops on a C x C canvas (C = crop_canvas, default
+2 x image_size), "crop_size": int32 [b, 2], "label": int32 [b]}; `augment_batch` (device) turns
+them into float32 images. Eval batches: {"image": uint8 [b, S, S, 3] centre crops, "label",
+"mask" float32 [b]}; `normalize` (device) finishes them.
 
-The functions build their tf.data pipelines before returning, so a missing
-dataset raises here rather than at the first batch.
+Determinism: process p reads examples p, p + P, ... of the split. Its stream position g holds
+the example at position g of an epoch-wise shuffle seeded from (seed, p, g div n) and draws its
+crop from a generator seeded from (seed, p, g), so batch s is positions [s b, (s + 1) b) whatever
+the worker count, and start_step=s starts there without reading anything earlier.
+
+A file that fails to decode (anywhere in its data) is named in a warning and skipped: in train
+the next example of the split takes its place, in eval it gets mask 0. The iterators count them
+(`skipped`) and log the count.
 """
+import difflib
 import inspect
 
-from vig_jax.data import synthetic
+import grain
+import numpy as np
+from absl import logging
+
+from vig_jax.data import device, host, sources, synthetic
 from vig_jax.data.info import DatasetInfo
 
+# Keys of config.input besides each source's and device.augment_example's.
+_LOADER = dict(source="tfds", num_workers=0, crop_canvas=None, crop_scale=(0.08, 1.0),
+               crop_ratio=(3 / 4, 4 / 3))
+_DEVICE = [n for n in inspect.signature(device.augment_example).parameters
+           if n not in ("rng", "canvas", "crop_size", "image_size")]
+_SYNTHETIC = list(inspect.signature(synthetic.info).parameters)
 
-def _ceil_div(a: int, b: int) -> int:
+
+def _source_keys(source):
+  if source == "synthetic":
+    return _SYNTHETIC
+  return list(inspect.signature(sources.SOURCES[source]).parameters)
+
+
+def check_input(**input_kwargs):
+  """Raises ValueError (one line) for an unknown source or a key no part of the pipeline takes."""
+  source = input_kwargs.get("source", _LOADER["source"])
+  names = [*sources.SOURCES, "synthetic"]
+  if source not in names:
+    raise ValueError(f"Unknown data source {source!r}; expected one of {', '.join(names)}.")
+  known = {*_LOADER, *_DEVICE, *(k for s in names for k in _source_keys(s))}
+  for key in input_kwargs:
+    if key not in known:
+      close = difflib.get_close_matches(key, known, n=1)
+      raise ValueError(f"config.input has no key {key!r}" +
+                       (f"; did you mean {close[0]!r}?" if close else "."))
+
+
+def _split(input_kwargs):
+  """(source, its kwargs, loader kwargs, device kwargs) of a checked config.input."""
+  check_input(**input_kwargs)
+  loader = {k: input_kwargs.get(k, v) for k, v in _LOADER.items()}
+  source = loader.pop("source")
+  own = {k: input_kwargs[k] for k in _source_keys(source) if k in input_kwargs}
+  return source, own, loader, {k: input_kwargs[k] for k in _DEVICE if k in input_kwargs}
+
+
+def dataset_info(**input_kwargs) -> DatasetInfo:
+  """Sizes and classes of config.input's dataset (checking config.input first)."""
+  source, own, _, _ = _split(input_kwargs)
+  if source == "synthetic":
+    return synthetic.info(**own)
+  return sources.get(source, **own).info
+
+
+def augment_batch(rng, batch, *, image_size, **input_kwargs):
+  """Device half of train augmentation: a train batch -> float32 [b, S, S, 3] (jit it)."""
+  return device.augment_batch(rng, batch, image_size=image_size, **_split(input_kwargs)[3])
+
+
+normalize = device.normalize
+
+
+def _seeds(*entropy):
+  return np.random.SeedSequence(entropy).generate_state(2)  # uint32 [shuffle, augment]
+
+
+def _read(records, index, log_name):
+  """(image uint8 [H, W, 3], label) of records[index], or None if it does not decode."""
+  data, label = records[index]
+  if isinstance(data, np.ndarray):
+    return data, label
+  try:
+    return host.decode(data), label
+  except host.DecodeError as e:
+    logging.warning("%s: skipping %s, which does not decode: %s", log_name, records.name(index), e)
+    return None
+
+
+class _TrainExample(grain.transforms.RandomMap):
+  """Split index -> crop on a canvas; a file that does not decode gives way to the next one."""
+
+  def __init__(self, records, *, canvas, image_size, scale, ratio):
+    self._records, self._crop = records, dict(canvas=canvas, image_size=image_size, scale=scale,
+                                               ratio=ratio)
+
+  def random_map(self, index, rng):
+    n = len(self._records)
+    for skipped in range(n):
+      read = _read(self._records, (index + skipped) % n, "train")
+      if read is not None:
+        image, crop_size = host.train_crop(read[0], rng, **self._crop)
+        return {"image": image, "crop_size": crop_size, "label": np.int32(read[1]),
+                "skipped": np.int32(skipped)}
+    raise host.DecodeError("no train image decodes")
+
+
+class _EvalExample(grain.transforms.Map):
+  """Position in this process's padded share -> centre crop (mask 0: padding or undecodable)."""
+
+  def __init__(self, records, indices, *, image_size, crop_pct):
+    self._records, self._indices = records, indices
+    self._size, self._crop_pct = image_size, crop_pct
+
+  def map(self, position):
+    read = None
+    if position < len(self._indices):
+      read = _read(self._records, self._indices[position], "eval")
+    if read is None:
+      image, label, mask = np.zeros((self._size, self._size, 3), np.uint8), 0, 0.0
+    else:
+      image = host.resize_center_crop(read[0], self._size, self._crop_pct)
+      label, mask = read[1], 1.0
+    skipped = position < len(self._indices) and read is None
+    return {"image": image, "label": np.int32(label), "mask": np.float32(mask),
+            "skipped": np.int32(skipped)}
+
+
+class Batches:
+  """Iterates a Grain pipeline's batches, moving their "skipped" counts into `self.skipped`."""
+
+  def __init__(self, dataset, split):
+    self._iterator, self._split, self.skipped = iter(dataset), split, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = next(self._iterator)
+    skipped = int(batch.pop("skipped").sum())
+    if skipped:
+      self.skipped += skipped
+      logging.warning("input: %d %s images skipped so far, not decodable (named above)",
+                      self.skipped, self._split)
+    return batch
+
+
+def _loader(ds, num_workers):
+  # One thread per worker and the batch built in the worker: batches travel through shared memory.
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
+  if num_workers:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                     per_worker_buffer_size=2))
+  return ds
+
+
+def train_iterator(*, batch_size, image_size, seed, start_step=0, process_index=0, process_count=1,
+                   **input_kwargs):
+  """Infinite shuffled batches of `batch_size` (per process) examples, augmented on the host side.
+
+  The batches depend only on (config.input, seed, process_index, process_count), and
+  start_step=s yields exactly what an iterator started at 0 yields from its step s on.
+  """
+  source, own, loader, _ = _split(input_kwargs)
+  if source == "synthetic":
+    return synthetic.train_batches(
+        dataset=synthetic.info(**own), batch_size=batch_size, image_size=image_size, seed=seed,
+        start_step=start_step, process_index=process_index, process_count=process_count)
+  records = sources.get(source, **own).train
+  canvas = loader["crop_canvas"] or 2 * image_size
+  if canvas < image_size:
+    raise ValueError(f"crop_canvas {canvas} is smaller than image_size {image_size}.")
+  shard = grain.MapDataset.range(len(records))[process_index::process_count]
+  if not len(shard):
+    raise ValueError(f"{len(records)} train examples are too few for {process_count} processes.")
+  shuffle_seed, augment_seed = _seeds(seed, process_index)
+  crop_scale = loader["crop_scale"]
+  ds = (shard.shuffle(seed=int(shuffle_seed)).repeat()
+        .random_map(_TrainExample(records, canvas=canvas, image_size=image_size,
+                                  scale=None if crop_scale is None else tuple(crop_scale),
+                                  ratio=tuple(loader["crop_ratio"])), seed=int(augment_seed))
+        .batch(batch_size, drop_remainder=True))
+  return Batches(_loader(ds[start_step:], loader["num_workers"]), "train")
+
+
+def _ceil_div(a, b):
   return -(-a // b)
 
 
-def _numpy_batches(ds):
-  from vig_jax.data.tf_cpu import tf
-  options = tf.data.Options()
-  options.deterministic = True
-  options.threading.max_intra_op_parallelism = 1  # parallelism comes from tf.data's maps
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
-
-
-def dataset_info(*, source, **source_kwargs) -> DatasetInfo:
-  """Sizes and classes of the dataset `source` (kwargs as for the iterators)."""
-  if source == "synthetic":
-    return synthetic.info(**source_kwargs)
-  from vig_jax.data import sources
-  return sources.get(source, **source_kwargs).info
-
-
-def train_iterator(*, source, batch_size, image_size, seed, start_step=0, process_index=0,
-                   process_count=1, **source_and_augment_kwargs):
-  """Infinite shuffled, augmented batches of `batch_size` (per process) examples.
-
-  Keyword arguments of `augment.train_transform` (crop_scale, hflip,
-  randaugment_layers, erase_prob, ...) tune augmentation; the rest go to the
-  source. The batches depend only on (source, seed, process_index,
-  process_count), and start_step=s yields exactly what an iterator started at
-  0 yields from its step s on.
-  """
-  if source == "synthetic":  # augmentation kwargs do not apply to noise
-    info_names = inspect.signature(synthetic.info).parameters
-    dataset = synthetic.info(**{k: v for k, v in source_and_augment_kwargs.items() if k in info_names})
-    return synthetic.train_batches(
-        dataset=dataset, batch_size=batch_size,
-        image_size=image_size, seed=seed, start_step=start_step, process_index=process_index,
-        process_count=process_count)
-  from vig_jax.data import augment, sources
-  from vig_jax.data.tf_cpu import tf
-  augment_names = inspect.signature(augment.train_transform).parameters
-  augment_kwargs = {k: v for k, v in source_and_augment_kwargs.items() if k in augment_names}
-  source_kwargs = {k: v for k, v in source_and_augment_kwargs.items() if k not in augment_names}
-  src = sources.get(source, process_index=process_index, process_count=process_count,
-                    **source_kwargs)
-  shuffle_key, augment_key = tf.unstack(
-      tf.random.experimental.stateless_split(tf.constant([seed, process_index], tf.int64), 2))
-
-  def prepare(example):
-    key = tf.random.experimental.stateless_fold_in(augment_key, example["index"])
-    return {"image": augment.train_transform(example["image"], key, image_size=image_size,
-                                             **augment_kwargs),
-            "label": tf.cast(example["label"], tf.int32)}
-
-  ds = src.train_examples(shuffle_key, start_step * batch_size)
-  ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-  return _numpy_batches(ds.batch(batch_size, drop_remainder=True))
-
-
-def eval_iterator(*, source, batch_size, image_size, process_index=0, process_count=1,
-                  crop_pct=0.875, **source_kwargs):
+def eval_iterator(*, batch_size, image_size, process_index=0, process_count=1, crop_pct=0.875,
+                  **input_kwargs):
   """One pass over this process's eval examples, centre-cropped, in batches of `batch_size`.
 
-  Every process yields the same number of batches, enough for the largest
-  share (processes' shares differ by at most one example), so that eval steps
-  run in lockstep across processes; padding examples are zeros with mask 0.
-  Over all processes, each eval example appears exactly once with mask 1.
+  Every process yields the same number of batches, enough for the largest share (shares differ by
+  at most one example), so that eval steps run in lockstep across processes; padding examples are
+  zeros with mask 0. Over all processes, each eval example appears exactly once with mask 1
+  (undecodable files: mask 0, counted).
   """
+  source, own, loader, _ = _split(input_kwargs)
   if source == "synthetic":
-    dataset = synthetic.info(**source_kwargs)
+    dataset = synthetic.info(**own)
     return synthetic.eval_batches(
         dataset=dataset, batch_size=batch_size, image_size=image_size,
         num_batches=_ceil_div(_ceil_div(dataset.num_eval, process_count), batch_size),
         process_index=process_index, process_count=process_count)
-  from vig_jax.data import augment, sources
-  from vig_jax.data.tf_cpu import tf
-  src = sources.get(source, process_index=process_index, process_count=process_count,
-                    **source_kwargs)
-  num_batches = _ceil_div(_ceil_div(src.info.num_eval, process_count), batch_size)
-
-  def prepare(example):
-    return {"image": augment.eval_transform(example["image"], image_size=image_size,
-                                            crop_pct=crop_pct),
-            "label": tf.cast(example["label"], tf.int32),
-            "mask": tf.constant(1.0)}
-
-  padding = tf.data.Dataset.from_tensors({
-      "image": tf.zeros([image_size, image_size, 3]),
-      "label": tf.constant(0),
-      "mask": tf.constant(0.0)}).repeat()
-  ds = src.eval_examples().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.concatenate(padding).take(num_batches * batch_size)
-  return _numpy_batches(ds.batch(batch_size))
+  records = sources.get(source, **own).eval
+  indices = range(len(records))[process_index::process_count]
+  num_batches = _ceil_div(_ceil_div(len(records), process_count), batch_size)
+  ds = (grain.MapDataset.range(num_batches * batch_size)
+        .map(_EvalExample(records, indices, image_size=image_size, crop_pct=crop_pct))
+        .batch(batch_size))
+  return Batches(_loader(ds, loader["num_workers"]), "eval")

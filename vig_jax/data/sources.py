@@ -1,143 +1,136 @@
-"""Where examples come from: tfds datasets, image folders and the digits dataset.
+"""Where examples come from: image folders, tfds datasets (ArrayRecord), CIFAR-10, the digits.
 
-A source holds one process's share of a dataset and gives
-  info: DatasetInfo, sizes over all processes;
-  train_examples(key, start): the infinite stream {"index", "image", "label"},
-    reshuffled every epoch from `key` ([2] int64) and started at position
-    `start`; "index" is the position, from which the pipeline derives each
-    example's augmentation seed;
-  eval_examples(): each eval example of this process once, {"image", "label"}.
-Images stay encoded: the pipeline decodes after resume has skipped what it skips.
+A source holds `info` (sizes over all processes) and `train` / `eval` records: random access,
+`records[i] -> (image, label)` with image encoded bytes or uint8 [H, W, 3], and `records.name(i)`
+for log lines. Records read nothing until indexed and are picklable: Grain ships them to its
+worker processes. None of this imports tensorflow.
 """
-import inspect
+import dataclasses
+import functools
 import os
 
-from vig_jax.data import digits, folder as folder_lib
+from absl import logging
+
+from vig_jax.data import cifar10, digits, folder as folder_lib
 from vig_jax.data.info import DatasetInfo
-from vig_jax.data.tf_cpu import tf, tfds
-
-_FOREVER = tf.int64.max
 
 
-def _size(ds: tf.data.Dataset) -> int:
-  size = int(ds.cardinality())
-  if size < 0:
-    raise ValueError(f"Cannot count the examples of {ds}.")
-  return size
+class FileRecords:
+  def __init__(self, paths, labels):
+    self._paths, self._labels = paths, labels
+
+  def __len__(self):
+    return len(self._paths)
+
+  def __getitem__(self, i):
+    with open(self._paths[i], "rb") as f:
+      return f.read(), self._labels[i]
+
+  def name(self, i):
+    return self._paths[i]
 
 
-def _prepared_builder(name, data_dir, manual_dir):
-  """The tfds builder, prepared into data_dir if it is not yet (from manual_dir if needed)."""
+class ArrayRecords:
+  def __init__(self, images, labels, names):
+    self._images, self._labels, self._names = images, labels, names
+
+  def __len__(self):
+    return len(self._images)
+
+  def __getitem__(self, i):
+    return self._images[i], int(self._labels[i])
+
+  def name(self, i):
+    return self._names[i]
+
+
+class TfdsRecords:
+  """A split of a tfds dataset in ArrayRecord format, images left encoded."""
+
+  def __init__(self, name, data_dir, split, image_key, label_key):
+    import tensorflow_datasets as tfds  # only this source needs it; it reads without tensorflow
+    self._source = tfds.data_source(name, split=split, data_dir=data_dir,
+                                    decoders={image_key: tfds.decode.SkipDecoding()})
+    self._label, self._split = (image_key, label_key), f"{name}/{split}"
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, i):
+    example = self._source[i]
+    return example[self._label[0]], int(example[self._label[1]])
+
+  def name(self, i):
+    return f"{self._split}[{i}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  info: DatasetInfo
+  train: object
+  eval: object
+
+
+def folder(*, folder, eval_fraction=0.1):
+  """`folder`/<class>/* (eval_fraction held out per class) or `folder`/{train,val}/<class>/*."""
+  scanned = folder_lib.scan(os.path.abspath(folder), eval_fraction)
+  train, evaluation = (FileRecords(f.paths, f.labels) for f in (scanned.train, scanned.eval))
+  return Source(DatasetInfo(len(scanned.classes), len(train), len(evaluation)), train, evaluation)
+
+
+def tfds(*, name, data_dir=None, train_split="train", eval_split="validation"):
+  """A tfds image-classification dataset prepared in ArrayRecord format in `data_dir`."""
+  import tensorflow_datasets as tfds_lib
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.DatasetNotFoundError:
+    builder = tfds_lib.builder(name, data_dir=data_dir)
+  except tfds_lib.core.DatasetNotFoundError:
     raise ValueError(f"tfds has no dataset named {name!r}.") from None
-  if builder.is_prepared():
-    return builder
-  if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
-    manual_dir = manual_dir or os.fspath(builder.data_dir_root / "downloads" / "manual")
-    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
-      raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir} and its "
-                       f"manual_dir {manual_dir} is missing or empty; put the source files there.")
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  return builder
+  except ModuleNotFoundError as e:  # a builder whose definition needs tensorflow
+    raise ValueError(f"tfds dataset {name!r} is not prepared in {data_dir} ({e}); build it with "
+                     f"`tfds build {name} --data_dir=... --file_format=array_record`.") from None
+  build = (f"build it with `tfds build {name} --data_dir={builder.data_dir_root} "
+           f"--file_format=array_record` (building needs tensorflow; reading does not)")
+  if not builder.is_prepared():
+    raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir}: {build}.")
+  if builder.info.file_format.value != "array_record":
+    raise ValueError(f"tfds dataset {name!r} in {builder.data_dir} is in "
+                     f"{builder.info.file_format.value} format, which needs tensorflow to read: "
+                     f"convert it with `tfds convert_format --dataset_dir={builder.data_dir} "
+                     f"--out_file_format=array_record`, or {build}.")
+  image_key, label_key = builder.info.supervised_keys or ("image", "label")
+  train, evaluation = (TfdsRecords(name, data_dir, split, image_key, label_key)
+                       for split in (train_split, eval_split))
+  return Source(DatasetInfo(builder.info.features[label_key].num_classes, len(train),
+                            len(evaluation)), train, evaluation)
 
 
-class TfdsSource:
-  """A tfds image-classification dataset; each process reads `tfds.split_for_jax_process`."""
-
-  def __init__(self, *, name, data_dir=None, manual_dir=None, train_split="train",
-               eval_split="validation", shuffle_buffer_size=10_000, process_index=0,
-               process_count=1):
-    self._builder = _prepared_builder(name, data_dir, manual_dir)
-    self._image_key, self._label_key = self._builder.info.supervised_keys or ("image", "label")
-    self._shuffle_buffer_size = shuffle_buffer_size
-    share = lambda split: tfds.split_for_jax_process(
-        split, process_index=process_index, process_count=process_count)
-    self._train, self._eval = self._read(share(train_split)), self._read(share(eval_split))
-    self.info = DatasetInfo(
-        num_classes=self._builder.info.features[self._label_key].num_classes,
-        num_train=_size(self._read(train_split)),
-        num_eval=_size(self._read(eval_split)))
-
-  def _read(self, split):
-    ds = self._builder.as_dataset(split=split, shuffle_files=False,
-                                  decoders={self._image_key: tfds.decode.SkipDecoding()})
-    return ds.map(lambda ex: {"image": ex[self._image_key], "label": ex[self._label_key]})
-
-  def train_examples(self, key, start):
-    """Epoch e is this process's split through a shuffle buffer seeded from (key, e).
-
-    tfrecords have no random access, so resuming at `start` reads, without
-    decoding, at most one epoch of records; earlier epochs are skipped for free.
-    """
-    n = _size(self._train)
-    first_epoch, offset = divmod(start, n)
-
-    def epoch(e):
-      seed = tf.random.experimental.stateless_fold_in(key, e)[0]
-      examples = self._train.shuffle(self._shuffle_buffer_size, seed=seed)
-      return tf.data.Dataset.zip(tf.data.Dataset.range(e * n, (e + 1) * n), examples)
-
-    ds = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch).skip(offset)
-    return ds.map(lambda index, ex: {"index": index, **ex})
-
-  def eval_examples(self):
-    return self._eval
+def cifar(*, path):
+  """CIFAR-10's 50,000 train JPEGs (`path`: the .tar.gz or the folder holding train/), with
+  cifar10.NUM_VAL held out as validation."""
+  train, val, classes, bad = cifar10.load(os.path.abspath(path))
+  if bad:
+    logging.warning("CIFAR-10: %d files failed to decode and are left out: %s", len(bad),
+                    ", ".join(bad))
+  return Source(DatasetInfo(len(classes), len(train[0]), len(val[0])), ArrayRecords(*train),
+                ArrayRecords(*val))
 
 
-class FolderSource:
-  """Images in a folder (see `folder.scan`); process p reads files p, p + count, ...."""
-
-  def __init__(self, *, folder, eval_fraction=0.1, process_index=0, process_count=1):
-    scanned = folder_lib.scan(os.path.abspath(folder), eval_fraction)
-    # Strided rather than contiguous shares: the lists are sorted by class and
-    # every process should see every class.
-    self._train, self._eval = (
-        folder_lib.Files(files.paths[process_index::process_count],
-                         files.labels[process_index::process_count])
-        for files in (scanned.train, scanned.eval))
-    if not self._train.paths:
-      raise ValueError(f"{folder} has too few images ({len(scanned.train.paths)}) for "
-                       f"{process_count} processes.")
-    self.info = DatasetInfo(num_classes=len(scanned.classes), num_train=len(scanned.train.paths),
-                            num_eval=len(scanned.eval.paths), skipped_files=scanned.skipped)
-
-  def train_examples(self, key, start):
-    """Position g is file perm_e(g mod n) of epoch e = g div n, perm_e a permutation
-    seeded from (key, e): random access, so resuming at `start` costs nothing."""
-    paths = tf.constant(self._train.paths)
-    labels = tf.constant(self._train.labels, tf.int64)
-    n = len(self._train.paths)
-
-    def example(index):
-      seed = tf.random.experimental.stateless_fold_in(key, index // n)
-      i = tf.random.experimental.index_shuffle(index % n, seed, n - 1)
-      return {"index": index, "image": tf.io.read_file(paths[i]), "label": labels[i]}
-
-    return tf.data.Dataset.range(start, _FOREVER).map(example, num_parallel_calls=tf.data.AUTOTUNE)
-
-  def eval_examples(self):
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(self._eval.paths, tf.string), tf.constant(self._eval.labels, tf.int64)))
-    return ds.map(lambda path, label: {"image": tf.io.read_file(path), "label": label},
-                  num_parallel_calls=tf.data.AUTOTUNE)
+def digits_demo():
+  """scikit-learn's digits (`digits`), its fixed stratified validation split."""
+  images, labels = digits.load()
+  split = lambda idx: ArrayRecords(images[idx], labels[idx], tuple(f"digits[{i}]" for i in idx))
+  train, val = digits.split_indices(labels)
+  return Source(DatasetInfo(10, len(train), len(val)), split(train), split(val))
 
 
-def _own_kwargs(cls, kwargs, fixed=()):
-  """The kwargs `cls` takes: a config's data fields may serve several sources (--config.data.source
-  switches between them), so each source ignores the others' fields."""
-  names = set(inspect.signature(cls).parameters) - set(fixed)
-  return {k: v for k, v in kwargs.items() if k in names}
+SOURCES = {"folder": folder, "tfds": tfds, "cifar10": cifar, "digits": digits_demo}
 
 
-def get(source, **kwargs):
-  """The source named `source` ("tfds", "folder" or "digits"), built from its kwargs."""
-  if source == "tfds":
-    return TfdsSource(**_own_kwargs(TfdsSource, kwargs))
-  if source == "folder":
-    return FolderSource(**_own_kwargs(FolderSource, kwargs))
-  if source == "digits":  # `digits` registered vig_digits with tfds on import
-    fixed = dict(name=digits.VigDigits.name, train_split="train", eval_split="validation")
-    return TfdsSource(**fixed, **_own_kwargs(TfdsSource, kwargs, fixed))
-  raise ValueError(f"Unknown data source {source!r}; expected tfds, folder, digits or synthetic.")
+@functools.cache
+def _cached(source, items):
+  return SOURCES[source](**dict(items))
+
+
+def get(source, **kwargs) -> Source:
+  """The source named `source` built from its kwargs (once per process: CIFAR-10 decodes)."""
+  return _cached(source, tuple(sorted(kwargs.items())))

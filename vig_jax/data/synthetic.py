@@ -1,4 +1,4 @@
-"""Random normalised-looking batches for benchmarks: no files, no decoding, no tensorflow."""
+"""Random uint8 batches for benchmarks and tests: no files, no decoding, no workers."""
 import itertools
 
 import numpy as np
@@ -18,7 +18,7 @@ def info(*, num_classes=1000, num_train=1_281_167, num_eval=50_000) -> DatasetIn
 def _batch(seed, batch_size, image_size, num_classes):
   rng = np.random.default_rng(seed)
   return {
-      "image": rng.standard_normal((batch_size, image_size, image_size, 3), np.float32),
+      "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), np.uint8),
       "label": rng.integers(0, num_classes, batch_size, dtype=np.int32),
   }
 
@@ -26,16 +26,19 @@ def _batch(seed, batch_size, image_size, num_classes):
 def train_batches(*, dataset, batch_size, image_size, seed, start_step, process_index,
                   process_count):
   """Step s yields this process's slice of global batch s mod _DISTINCT_TRAIN_BATCHES: the global
-  batches are the same however many processes share them, so runs compare across layouts."""
+  batches are the same however many processes share them, so runs compare across layouts.
+  Each image is its whole canvas (crop_size = image_size)."""
   lo, hi = process_index * batch_size, (process_index + 1) * batch_size
   batches = [{k: v[lo:hi] for k, v in _batch([seed, i], batch_size * process_count, image_size,
                                              dataset.num_classes).items()}
              for i in range(_DISTINCT_TRAIN_BATCHES)]
-  return (batches[step % _DISTINCT_TRAIN_BATCHES] for step in itertools.count(start_step))
+  crop_size = np.full((batch_size, 2), image_size, np.int32)
+  return ({**batches[step % _DISTINCT_TRAIN_BATCHES], "crop_size": crop_size}
+          for step in itertools.count(start_step))
 
 
 def eval_batches(*, dataset, batch_size, image_size, num_batches, process_index, process_count):
-  """This process's share of num_eval examples (as tfds.even_splits), padded with mask 0."""
+  """This process's share of num_eval examples (strided, as the file sources), padded with mask 0."""
   share = dataset.num_eval // process_count + (process_index < dataset.num_eval % process_count)
   for i in range(num_batches):
     batch = _batch([process_index, i], batch_size, image_size, dataset.num_classes)
