@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import imagenet  # noqa: E402
+from configs.common import input_config  # noqa: E402
 from vig_jax import create_model, sharding, trainer  # noqa: E402
 
 # (model, resolution, eval batch, train batch, dtypes, size overrides). Batches as DESIGN.md §4's;
@@ -72,7 +73,7 @@ def vig_eval(name, size, batch, dtype, iters, overrides, bigla_impl):
 
 def vig_train(name, size, batch, dtype, iters, overrides, bigla_impl):
   config = imagenet.get_config(name)
-  config.data = ml_collections.ConfigDict(dict(source="synthetic", num_classes=1000))
+  config.input = input_config("synthetic", num_classes=1000)
   config.update(image_size=size, batch_size=batch, eval_batch_size=batch, dtype=dtype,
                 bigla_impl=bigla_impl)
   config.model_kwargs.update(overrides)

@@ -73,7 +73,7 @@ def poisoned(step_to_poison):
   def iterator(**kwargs):
     for step, batch in enumerate(real(**kwargs), start=kwargs["start_step"] + 1):
       if step == step_to_poison:
-        batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+        batch = {**batch, "image": np.full(batch["image"].shape, np.nan, np.float32)}
       yield batch
 
   return iterator
@@ -118,9 +118,9 @@ BAD_INPUTS = [  # (flags, words the one-line error must contain)
     (["--config.init_from=/nonexistent"], "/nonexistent is not a converted checkpoint"),
     (["--config.batch_size=12"], "batch_size 12 must be divisible by the 8 devices"),
     (["--config.image_size=36"], "image_size 36 is not a multiple of vig_t's token stride 8"),
-    (["--config.data.num_classes=7"], "num_classes: checkpoint 10 vs config 7"),
+    (["--config.input.num_classes=7"], "num_classes: checkpoint 10 vs config 7"),
     (["--config.model_kwargs.embed_dim=64"], "is for another model"),
-    (["--config.data.source=nope"], "Unknown data source 'nope'"),
+    (["--config.input.source=nope"], "Unknown data source 'nope'"),
 ]
 
 
@@ -138,10 +138,9 @@ def test_bad_input_is_one_line_error_and_nothing_is_overwritten(trained_workdir,
 def test_missing_dataset_and_empty_folder(tmp_path):
   empty = tmp_path / "empty_folder"
   empty.mkdir()
-  cases = [(["--config.data.source=tfds", "--config.data.name=imagenet2012",
-             f"--config.data.data_dir={tmp_path / 'tfds'}", f"--config.data.manual_dir={tmp_path / 'none'}"],
-            "manual"),
-           (["--config.data.source=folder", f"--config.data.folder={empty}"], str(empty))]
+  cases = [(["--config.input.source=tfds", "--config.input.name=imagenet2012",
+             f"--config.input.data_dir={tmp_path / 'tfds'}"], "--file_format=array_record"),
+           (["--config.input.source=folder", f"--config.input.folder={empty}"], str(empty))]
   for flags, message in cases:
     workdir = tmp_path / "w"
     result = subprocess.run(

@@ -1,13 +1,12 @@
 """Shared fixtures."""
 import pytest
 
-from vig_jax.data import digits
-from vig_jax.data.tf_cpu import tfds
+from .images import tiny_tfds
 
 
 @pytest.fixture(scope="session")
-def digits_dir(tmp_path_factory):
-  """A data_dir holding the prepared vig_digits dataset."""
+def tfds_dir(tmp_path_factory):
+  """A data_dir holding `vig_test_images` in ArrayRecord format (10 train, 4 validation)."""
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  tfds.builder(digits.VigDigits.name, data_dir=data_dir).download_and_prepare()
+  tiny_tfds(data_dir)
   return data_dir

@@ -1,23 +1,51 @@
-"""Test images that stay recognisable through the pipeline."""
+"""Test images that stay recognisable through the pipeline, and damaged ones."""
+import io
 import os
 
 import numpy as np
+from PIL import Image
 
-from vig_jax.data import augment
-from vig_jax.data.tf_cpu import tf
+# Host augmentation off: train batches show the images as written (on the canvas).
+NO_AUGMENT = dict(crop_scale=None)
 
-# Augmentation off: train batches show the images as written.
-NO_AUGMENT = dict(crop_scale=None, hflip=False, randaugment_layers=0, erase_prob=0)
+
+def encode(image: np.ndarray, fmt="png") -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, "JPEG" if fmt in ("jpg", "jpeg") else fmt.upper())
+  return buffer.getvalue()
 
 
 def write_image(path, image_id, fmt="png", shape=(12, 16)):
   """Writes an image of constant colour 12 * image_id, which any resize keeps."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  image = tf.fill(shape + (3,), tf.constant(12 * image_id, tf.uint8))
-  tf.io.write_file(path, tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image))
+  with open(path, "wb") as f:
+    f.write(encode(np.full(shape + (3,), 12 * image_id, np.uint8), fmt))
 
 
 def image_ids(images):
-  """write_image's ids back from normalised [N, H, W, 3] images."""
-  pixels = np.asarray(images) * np.array(augment.IMAGENET_STD) + np.array(augment.IMAGENET_MEAN)
-  return np.round(pixels.mean(axis=(1, 2, 3)) * 255 / 12).astype(int)
+  """write_image's ids back from uint8 [N, H, W, 3] images (train canvases or eval crops)."""
+  return np.round(np.asarray(images)[:, 0, 0].mean(-1) / 12).astype(int)
+
+
+def noise(shape=(48, 64), seed=0):
+  return np.random.default_rng(seed).integers(0, 256, shape + (3,), np.uint8)
+
+
+def damaged_jpeg() -> bytes:
+  """A JPEG whose header is intact and whose entropy-coded data is cut in the middle."""
+  data = encode(noise(), "jpeg")
+  return data[:len(data) // 2]
+
+
+def damaged_png() -> bytes:
+  """A PNG with intact framing (signature, chunks, IEND) and zeroed bytes inside IDAT."""
+  data = bytearray(encode(noise(), "png"))
+  start = data.index(b"IDAT") + 40
+  data[start:start + 20] = bytes(20)
+  return bytes(data)
+
+
+def tiny_tfds(data_dir):
+  """Builds `vig_test_images` into data_dir: image id = label + 1 ... (see the builder)."""
+  from tests.data import tfds_builder
+  tfds_builder.VigTestImages(data_dir=data_dir, file_format="array_record").download_and_prepare()

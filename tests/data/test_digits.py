@@ -1,40 +1,32 @@
-"""The vig_digits tfds dataset: real scikit-learn digits, fixed stratified split."""
+"""The digits demo data: real scikit-learn digits, fixed stratified split, in memory."""
 import numpy as np
 
-from vig_jax.data import digits
-from vig_jax.data.tf_cpu import tfds
+from vig_jax import data
+from vig_jax.data import digits, sources
 
 
-def _split(data_dir, split):
-  ds = tfds.builder(digits.VigDigits.name, data_dir=data_dir).as_dataset(split=split,
-                                                                         batch_size=-1)
-  arrays = tfds.as_numpy(ds)
-  return arrays["image"], arrays["label"]
+def test_splits_shapes_and_labels():
+  images, labels = digits.load()
+  train, val = digits.split_indices(labels)
 
-
-def test_splits_shapes_and_labels(digits_dir):
-  train_images, train_labels = _split(digits_dir, "train")
-  val_images, val_labels = _split(digits_dir, "validation")
-
-  assert train_images.shape == (1497, 32, 32, 3) and val_images.shape == (300, 32, 32, 3)
-  assert train_images.dtype == np.uint8
-  assert (train_images.min(), train_images.max()) == (0, 255)  # 0..16 scaled to 0..255
-  np.testing.assert_array_equal(train_images[..., 0], train_images[..., 2])  # gray as RGB
+  assert images.shape == (1797, 32, 32, 3) and images.dtype == np.uint8
+  assert (images.min(), images.max()) == (0, 255)  # 0..16 scaled to 0..255
+  np.testing.assert_array_equal(images[..., 0], images[..., 2])  # gray as RGB
+  assert len(train) == 1497 and len(val) == 300
   # Stratified: each digit's share of validation matches its share of the data.
-  all_counts = np.bincount(np.concatenate([train_labels, val_labels]), minlength=10)
-  np.testing.assert_allclose(np.bincount(val_labels, minlength=10), all_counts * 300 / 1797,
-                             atol=1)
+  np.testing.assert_allclose(np.bincount(labels[val], minlength=10),
+                             np.bincount(labels, minlength=10) * 300 / 1797, atol=1)
 
 
-def test_content_is_the_fixed_split_of_load(digits_dir):
+def test_source_serves_the_fixed_split():
   images, labels = digits.load()
   _, val = digits.split_indices(labels)
-  stored_images, stored_labels = _split(digits_dir, "validation")
+  source = sources.get("digits")
 
-  def canonical(images, labels):  # tfds stores examples in its own order
-    return sorted(zip(labels.tolist(), (image.tobytes() for image in images)))
-
-  assert canonical(stored_images, stored_labels) == canonical(images[val], labels[val])
+  assert data.dataset_info(source="digits").num_eval == 300
+  image, label = source.eval[7]
+  np.testing.assert_array_equal(image, images[val[7]])
+  assert label == labels[val[7]]
 
 
 def test_split_is_deterministic():

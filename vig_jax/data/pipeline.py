@@ -24,7 +24,7 @@ import inspect
 
 import grain
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
 from vig_jax.data import device, host, sources, synthetic
 from vig_jax.data.info import DatasetInfo
@@ -160,6 +160,8 @@ def _loader(ds, num_workers):
   # One thread per worker and the batch built in the worker: batches travel through shared memory.
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
   if num_workers:
+    if not flags.FLAGS.is_parsed():  # Grain reads its absl flags; a notebook or test has none
+      flags.FLAGS.mark_as_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
                                                      per_worker_buffer_size=2))
   return ds

@@ -106,7 +106,7 @@ def tfds(*, name, data_dir=None, train_split="train", eval_split="validation"):
 
 def cifar(*, path):
   """CIFAR-10's 50,000 train JPEGs (`path`: the .tar.gz or the folder holding train/), with
-  cifar10.NUM_VAL held out as validation."""
+  cifar10.VAL_FRACTION of each class held out as validation."""
   train, val, classes, bad = cifar10.load(os.path.abspath(path))
   if bad:
     logging.warning("CIFAR-10: %d files failed to decode and are left out: %s", len(bad),
