@@ -23,8 +23,10 @@ def write_image(path, image_id, fmt="png", shape=(12, 16)):
 
 
 def image_ids(images):
-  """write_image's ids back from uint8 [N, H, W, 3] images (train canvases or eval crops)."""
-  return np.round(np.asarray(images)[:, 0, 0].mean(-1) / 12).astype(int)
+  """write_image's ids back from uint8 images: packed train crops [N, C * C * 3] or eval crops
+  [N, H, W, 3] (both start with the top-left pixel)."""
+  images = np.asarray(images)
+  return np.round(images.reshape(len(images), -1)[:, :3].mean(-1) / 12).astype(int)
 
 
 def noise(shape=(48, 64), seed=0):

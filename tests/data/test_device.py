@@ -22,6 +22,16 @@ def test_resize_crop_is_pil_bicubic(box, out):
   assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
 
 
+def test_unpack_crop_undoes_the_packing():
+  crop = noise((5, 7))
+  packed = np.zeros(8 * 8 * 3, np.uint8)
+  packed[:crop.size] = crop.ravel()
+  canvas = np.asarray(device.unpack_crop(jnp.asarray(packed), jnp.array([5, 7])))
+
+  np.testing.assert_array_equal(canvas[:5, :7], crop)
+  assert not canvas[5:].any() and not canvas[:, 7:].any()
+
+
 def test_normalize():
   image = jnp.array([[[0.0, 128.0, 255.0]]])
   want = (np.array([0, 128, 255]) / 255 - np.array(device.IMAGENET_MEAN)) / device.IMAGENET_STD
@@ -44,7 +54,7 @@ def test_random_erasing_replaces_one_box_with_noise():
 
 def test_augment_batch_off_is_resize_and_normalise_and_flips_half():
   canvases = jnp.asarray(np.stack([noise((16, 16), seed=i) for i in range(64)]))
-  batch = {"image": canvases, "crop_size": jnp.full((64, 2), 16)}
+  batch = {"image": canvases.reshape(64, -1), "crop_size": jnp.full((64, 2), 16)}
   plain = device.augment_batch(jax.random.key(0), batch, image_size=16, hflip=False,
                                randaugment_layers=0, erase_prob=0.0)
   np.testing.assert_allclose(plain, device.normalize(canvases), rtol=1e-6)
@@ -57,7 +67,7 @@ def test_augment_batch_off_is_resize_and_normalise_and_flips_half():
 
 
 def test_augment_batch_is_deterministic_per_key_and_jits():
-  batch = {"image": jnp.asarray(np.stack([noise((24, 24), seed=i) for i in range(4)])),
+  batch = {"image": jnp.asarray(np.stack([noise((24, 24), seed=i).ravel() for i in range(4)])),
            "crop_size": jnp.array([[24, 24], [10, 20], [24, 5], [13, 13]])}
   fn = jax.jit(lambda rng, b: device.augment_batch(rng, b, image_size=16))
   a, b, c = fn(jax.random.key(1), batch), fn(jax.random.key(1), batch), fn(jax.random.key(2), batch)

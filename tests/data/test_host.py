@@ -66,25 +66,27 @@ def test_crop_box_is_timms(shape, scale, ratio):
     assert 0 <= top and top + h <= shape[0] and 0 <= left and left + w <= shape[1]
 
 
-def test_train_crop_puts_the_crop_on_the_canvas():
+@pytest.mark.parametrize("as_pil", [False, True])
+def test_train_crop_is_the_box(as_pil):
   image = noise((40, 50))
-  canvas, size = host.train_crop(image, np.random.default_rng(3), canvas=64, image_size=32,
-                                 scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+  source = Image.fromarray(image) if as_pil else image
+  crop = host.train_crop(source, np.random.default_rng(3), max_size=64, image_size=32,
+                         scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
   top, left, h, w = host.crop_box(np.random.default_rng(3), 40, 50)
 
-  assert canvas.shape == (64, 64, 3) and canvas.dtype == np.uint8 and size.tolist() == [h, w]
-  np.testing.assert_array_equal(canvas[:h, :w], image[top:top + h, left:left + w])
-  assert not canvas[h:].any() and not canvas[:, w:].any()
+  assert crop.dtype == np.uint8
+  np.testing.assert_array_equal(crop, image[top:top + h, left:left + w])
 
 
-def test_train_crop_larger_than_the_canvas_is_resized_on_the_host():
+@pytest.mark.parametrize("as_pil", [False, True])
+def test_train_crop_larger_than_max_size_is_resized_on_the_host(as_pil):
   image = noise((100, 120))
-  canvas, size = host.train_crop(image, np.random.default_rng(0), canvas=40, image_size=24,
-                                 scale=None, ratio=(3 / 4, 4 / 3))
-  want = np.asarray(Image.fromarray(image).resize((24, 24), Image.BICUBIC))
+  source = Image.fromarray(image) if as_pil else image
+  crop = host.train_crop(source, np.random.default_rng(0), max_size=40, image_size=24,
+                         scale=None, ratio=(3 / 4, 4 / 3))
 
-  assert size.tolist() == [24, 24]
-  np.testing.assert_array_equal(canvas[:24, :24], want)
+  np.testing.assert_array_equal(crop, np.asarray(Image.fromarray(image).resize((24, 24),
+                                                                               Image.BICUBIC)))
 
 
 def test_resize_center_crop_is_timms_eval_transform():

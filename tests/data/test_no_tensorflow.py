@@ -62,4 +62,4 @@ for source in (dict(source="tfds", name="vig_test_images", data_dir={tfds_dir!r}
 """)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "tensorflow imported: False" in result.stdout
-  assert result.stdout.count("(2, 16, 16, 3)") == 3 and "synthetic (2, 8, 8, 3)" in result.stdout
+  assert result.stdout.count("(2, 768)") == 3 and "synthetic (2, 192)" in result.stdout

@@ -46,7 +46,7 @@ def test_resume_matches_uninterrupted_stream(source, request):
 
   _assert_same(resumed, uninterrupted[5:])
   first = uninterrupted[0]
-  assert first["image"].shape == (64, 32, 32, 3) and first["image"].dtype == np.uint8
+  assert first["image"].shape == (64, 32 * 32 * 3) and first["image"].dtype == np.uint8
   assert first["crop_size"].shape == (64, 2) and first["label"].dtype == np.int32
   assert not np.array_equal(first["image"], uninterrupted[1]["image"])
   other_seed = next(data.train_iterator(**{**kwargs, "seed": 4}))
@@ -127,7 +127,7 @@ def test_synthetic_batches():
   kwargs = dict(source="synthetic", batch_size=4, image_size=8, num_classes=5, num_eval=14)
   train = _batches(data.train_iterator(seed=0, **kwargs), 6)
 
-  assert train[0]["image"].shape == (4, 8, 8, 3) and train[0]["image"].dtype == np.uint8
+  assert train[0]["image"].shape == (4, 8 * 8 * 3) and train[0]["image"].dtype == np.uint8
   assert (train[0]["crop_size"] == 8).all()
   assert train[0]["label"].dtype == np.int32 and train[0]["label"].max() < 5
   _assert_same(_batches(data.train_iterator(seed=0, start_step=2, **kwargs), 4), train[2:])

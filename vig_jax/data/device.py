@@ -1,8 +1,8 @@
 """Train-time augmentation on the accelerator, per example under vmap, in jnp ops.
 
-The host ships uint8 crops on a canvas (`host.train_crop`); here they are resized with PIL's
-antialiased bicubic (as timm's RandomResizedCrop), flipped, RandAugmented, normalised and
-randomly erased, in timm's order. Images hold float32 0..255 integer values until `normalize`.
+The host ships uint8 crops packed into rows of C * C * 3 bytes (`pipeline`); here they are
+unpacked onto a C x C canvas, resized with PIL's antialiased bicubic (as timm's
+RandomResizedCrop), flipped, RandAugmented, normalised and randomly erased, in timm's order. Images hold float32 0..255 integer values until `normalize`.
 """
 import math
 
@@ -53,6 +53,17 @@ def resize_crop(canvas, crop_size, out_size: int):
   return _to_pixels(jnp.einsum("py,yoc->poc", wy, rows, precision=hp))
 
 
+def unpack_crop(packed, crop_size):
+  """uint8 [C * C * 3] holding an h x w crop row-major (crop_size = [h, w]) -> [C, C, 3], the crop
+  at the top-left corner, zeros elsewhere."""
+  c = math.isqrt(packed.shape[0] // 3)
+  h, w = crop_size[0], crop_size[1]
+  y, x = jnp.arange(c)[:, None, None], jnp.arange(c)[None, :, None]
+  inside = (y < h) & (x < w)
+  index = jnp.where(inside, (y * w + x) * 3 + jnp.arange(3), 0)
+  return jnp.where(inside, packed[index], 0)
+
+
 def normalize(image):
   """0..255 values -> float32 standardised with the ImageNet mean and std."""
   return (image.astype(jnp.float32) / 255.0 - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
@@ -78,11 +89,11 @@ def random_erasing(rng, image, *, prob=0.25, area=(0.02, 1 / 3), min_aspect=0.3)
   return jnp.where(erase[..., None], jax.random.normal(noise_rng, image.shape), image)
 
 
-def augment_example(rng, canvas, crop_size, *, image_size, hflip=True, randaugment_layers=2,
+def augment_example(rng, packed, crop_size, *, image_size, hflip=True, randaugment_layers=2,
                     randaugment_magnitude=9.0, randaugment_magnitude_std=0.5, erase_prob=0.25):
-  """One example: uint8 crop canvas -> augmented, normalised float32 [image_size, image_size, 3]."""
+  """One example: packed uint8 crop -> augmented, normalised float32 [image_size, image_size, 3]."""
   flip_rng, ra_rng, erase_rng = jax.random.split(rng, 3)
-  image = resize_crop(canvas, crop_size, image_size)
+  image = resize_crop(unpack_crop(packed, crop_size), crop_size, image_size)
   if hflip:
     image = jnp.where(jax.random.uniform(flip_rng) < 0.5, image[:, ::-1], image)
   if randaugment_layers:
@@ -96,7 +107,8 @@ def augment_example(rng, canvas, crop_size, *, image_size, hflip=True, randaugme
 
 
 def augment_batch(rng, batch, **kwargs):
-  """A train batch {"image": uint8 [B, C, C, 3], "crop_size": [B, 2]} -> float32 images.
+  """A train batch {"image": uint8 [B, C * C * 3] packed crops, "crop_size": [B, 2]} -> float32
+  images.
 
   kwargs as `augment_example`; each example gets its own key split from `rng`.
   """

@@ -1,9 +1,9 @@
 """Host-side image work, run in the input workers: decoding, crop boxes and the eval resize.
 
-Train images leave the host as uint8 crops on a fixed square canvas plus their box; the
-accelerator resizes them (`device.resize_crops`, PIL's antialiased bicubic as matrices). Shipping
-unresized crops keeps the costly resize off the CPU and cuts host-to-device bytes by 4x against
-float32. Eval images are resized and centre-cropped here, with PIL, as timm does.
+Train images leave the host as unresized uint8 crops (timm's RandomResizedCrop box), which the
+pipeline batches onto a fixed square canvas; the accelerator resizes them (`device.resize_crop`,
+PIL's antialiased bicubic as matrices). That keeps the costly resize off the CPU and ships uint8,
+not float32. Eval images are resized and centre-cropped here, with PIL, as timm does.
 """
 import io
 import math
@@ -18,14 +18,19 @@ class DecodeError(ValueError):
   """An image that cannot be decoded: anywhere in its data, not only its header."""
 
 
-def decode(data: bytes) -> np.ndarray:
-  """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> uint8 [H, W, 3] (gray, palette and RGBA converted)."""
+def open_image(data: bytes) -> Image.Image:
+  """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> a decoded RGB PIL image (gray, palette, RGBA converted)."""
   try:
-    with Image.open(io.BytesIO(data)) as image:
-      image.load()  # decodes all the data: a truncated or damaged stream raises here
-      return np.asarray(image.convert("RGB"))
+    image = Image.open(io.BytesIO(data))
+    image.load()  # decodes all the data: a truncated or damaged stream raises here
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise DecodeError(f"{type(e).__name__}: {e}") from None
+  return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode(data: bytes) -> np.ndarray:
+  """Encoded image bytes -> uint8 [H, W, 3]."""
+  return np.asarray(open_image(data))
 
 
 def crop_box(rng: np.random.Generator, height: int, width: int, *, scale=(0.08, 1.0),
@@ -56,24 +61,26 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
 
 
-def train_crop(image: np.ndarray, rng: np.random.Generator, *, canvas: int, image_size: int,
-               scale, ratio) -> tuple[np.ndarray, np.ndarray]:
-  """A random crop box (the whole image if scale is None) of `image` on a canvas.
+def train_crop(image, rng: np.random.Generator, *, max_size: int, image_size: int, scale,
+               ratio) -> np.ndarray:
+  """A random crop box (the whole image if scale is None) of `image` (PIL or uint8 [H, W, 3]).
 
-  Returns uint8 [canvas, canvas, 3] holding the crop at its top-left corner (zeros elsewhere)
-  and its int32 [height, width]. A crop larger than the canvas is resized to
-  image_size here (the same PIL resize), so the device's resize leaves it unchanged.
+  Returns the uint8 crop; one with a side over `max_size` is resized to image_size x image_size
+  here (the same PIL resize), which the device's resize then leaves unchanged.
   """
-  height, width = image.shape[:2]
+  is_pil = isinstance(image, Image.Image)
+  height, width = (image.height, image.width) if is_pil else image.shape[:2]
   top, left, h, w = (crop_box(rng, height, width, scale=scale, ratio=ratio) if scale is not None
                      else (0, 0, height, width))
+  if is_pil:  # crop before converting: only the box's pixels are copied out of PIL
+    crop = image.crop((left, top, left + w, top + h))
+    if h > max_size or w > max_size:
+      crop = crop.resize((image_size, image_size), Image.BICUBIC)
+    return np.asarray(crop)
   crop = image[top:top + h, left:left + w]
-  if h > canvas or w > canvas:
+  if h > max_size or w > max_size:
     crop = _resize(np.ascontiguousarray(crop), image_size, image_size)
-    h = w = image_size
-  out = np.zeros((canvas, canvas, 3), np.uint8)
-  out[:h, :w] = crop
-  return out, np.array([h, w], np.int32)
+  return crop
 
 
 def resize_center_crop(image: np.ndarray, size: int, crop_pct: float = 0.875) -> np.ndarray:

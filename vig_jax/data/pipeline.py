@@ -5,15 +5,16 @@
 `sources`), `num_workers` and `crop_canvas`, host augmentation (`crop_scale`, `crop_ratio`) and
 device augmentation (`device.augment_example`'s). Nothing here imports tensorflow.
 
-Train batches: {"image": uint8 [b, C, C, 3] crops on a C x C canvas (C = crop_canvas, default
-2 x image_size), "crop_size": int32 [b, 2], "label": int32 [b]}; `augment_batch` (device) turns
-them into float32 images. Eval batches: {"image": uint8 [b, S, S, 3] centre crops, "label",
+Train batches: {"image": uint8 [b, C * C * 3] crops of up to C x C packed row-major (C =
+crop_canvas, default 2 x image_size), "crop_size": int32 [b, 2], "label": int32 [b]};
+`augment_batch` (device) turns them into float32 images. Eval batches: {"image": uint8 [b, S, S, 3] centre crops, "label",
 "mask" float32 [b]}; `normalize` (device) finishes them.
 
-Determinism: process p reads examples p, p + P, ... of the split. Its stream position g holds
-the example at position g of an epoch-wise shuffle seeded from (seed, p, g div n) and draws its
-crop from a generator seeded from (seed, p, g), so batch s is positions [s b, (s + 1) b) whatever
-the worker count, and start_step=s starts there without reading anything earlier.
+Determinism: process p reads examples p, p + P, ... of the split (its shard, n examples). Its
+stream position g holds the example at position g mod n of a permutation seeded from
+(seed, p, g div n) and draws its crop from a generator seeded from (seed, p, g), so batch s is
+positions [s b, (s + 1) b) whatever the worker count, and start_step=s starts there without
+reading anything earlier.
 
 A file that fails to decode (anywhere in its data) is named in a warning and skipped: in train
 the next example of the split takes its place, in eval it gets mask 0. The iterators count them
@@ -21,8 +22,10 @@ the next example of the split takes its place, in eval it gets mask 0. The itera
 """
 import difflib
 import inspect
+import sys
 
 import grain
+from grain.python import SharedMemoryArray
 import numpy as np
 from absl import flags, logging
 
@@ -33,8 +36,9 @@ from vig_jax.data.info import DatasetInfo
 _LOADER = dict(source="tfds", num_workers=0, crop_canvas=None, crop_scale=(0.08, 1.0),
                crop_ratio=(3 / 4, 4 / 3))
 _DEVICE = [n for n in inspect.signature(device.augment_example).parameters
-           if n not in ("rng", "canvas", "crop_size", "image_size")]
+           if n not in ("rng", "packed", "crop_size", "image_size")]
 _SYNTHETIC = list(inspect.signature(synthetic.info).parameters)
+_FOREVER = sys.maxsize  # train stream positions
 
 
 def _source_keys(source):
@@ -86,34 +90,71 @@ def _seeds(*entropy):
   return np.random.SeedSequence(entropy).generate_state(2)  # uint32 [shuffle, augment]
 
 
-def _read(records, index, log_name):
-  """(image uint8 [H, W, 3], label) of records[index], or None if it does not decode."""
+def _read(records, index, log_name, decode=host.decode):
+  """(image, label) of records[index] (arrays as stored, bytes decoded), None if it does not decode."""
   data, label = records[index]
   if isinstance(data, np.ndarray):
     return data, label
   try:
-    return host.decode(data), label
+    return decode(data), label
   except host.DecodeError as e:
     logging.warning("%s: skipping %s, which does not decode: %s", log_name, records.name(index), e)
     return None
 
 
 class _TrainExample(grain.transforms.RandomMap):
-  """Split index -> crop on a canvas; a file that does not decode gives way to the next one."""
+  """Stream position -> crop of an example of this process's shard.
 
-  def __init__(self, records, *, canvas, image_size, scale, ratio):
-    self._records, self._crop = records, dict(canvas=canvas, image_size=image_size, scale=scale,
-                                               ratio=ratio)
+  Position g is shard[perm_e[g mod n]], perm_e a permutation seeded from (shuffle_seed, epoch
+  e = g div n); a file that does not decode gives way to the next example of the split.
+  """
 
-  def random_map(self, index, rng):
-    n = len(self._records)
+  def __init__(self, records, shard, shuffle_seed, *, max_size, image_size, scale, ratio):
+    self._records, self._shard, self._seed = records, shard, shuffle_seed
+    self._crop = dict(max_size=max_size, image_size=image_size, scale=scale, ratio=ratio)
+    self._cached = (None, None)  # (epoch, its permutation), replaced as one
+
+  def _example(self, position):
+    epoch, i = divmod(position, len(self._shard))
+    cached = self._cached
+    if cached[0] != epoch:  # one permutation per epoch and worker
+      cached = epoch, np.random.default_rng([self._seed, epoch]).permutation(len(self._shard))
+      self._cached = cached
+    return self._shard[cached[1][i]]
+
+  def random_map(self, position, rng):
+    n, index = len(self._records), self._example(position)
     for skipped in range(n):
-      read = _read(self._records, (index + skipped) % n, "train")
+      read = _read(self._records, (index + skipped) % n, "train", host.open_image)
       if read is not None:
-        image, crop_size = host.train_crop(read[0], rng, **self._crop)
-        return {"image": image, "crop_size": crop_size, "label": np.int32(read[1]),
-                "skipped": np.int32(skipped)}
+        return {"image": host.train_crop(read[0], rng, **self._crop), "label": read[1],
+                "skipped": skipped}
     raise host.DecodeError("no train image decodes")
+
+
+class _TrainBatch:
+  """Crops of any size up to canvas -> uint8 [b, canvas * canvas * 3], each row one crop's pixels
+  packed row-major from the start (zeros after), and their int32 [b, 2] sizes.
+
+  Packed, not padded onto the canvas: only the crop's bytes are written (typically 40% of the
+  canvas at 224), and in a worker process (`shared`) they are written straight into shared
+  memory, which Grain would otherwise copy them to. `device.unpack_crops` undoes the packing.
+  """
+
+  def __init__(self, canvas, shared):
+    self._canvas, self._shared = canvas, shared
+
+  def __call__(self, examples):
+    shape = (len(examples), self._canvas * self._canvas * 3)
+    # Both start as zeros: new shared memory reads as zeros, np.zeros maps zero pages.
+    images = SharedMemoryArray(shape, np.uint8) if self._shared else np.zeros(shape, np.uint8)
+    for row, example in zip(images, examples):
+      pixels = example["image"].ravel()
+      row[:pixels.size] = pixels
+    return {"image": images,
+            "crop_size": np.array([e["image"].shape[:2] for e in examples], np.int32),
+            "label": np.array([e["label"] for e in examples], np.int32),
+            "skipped": np.array([e["skipped"] for e in examples], np.int32)}
 
 
 class _EvalExample(grain.transforms.Map):
@@ -146,6 +187,10 @@ class Batches:
   def __iter__(self):
     return self
 
+  def close(self):
+    """Stops the workers and frees the shared memory of batches in flight."""
+    self._iterator.close()
+
   def __next__(self):
     batch = next(self._iterator)
     skipped = int(batch.pop("skipped").sum())
@@ -157,7 +202,12 @@ class Batches:
 
 
 def _loader(ds, num_workers):
-  # One thread per worker and the batch built in the worker: batches travel through shared memory.
+  """A batched MapDataset read by `num_workers` processes (0: a thread of this one).
+
+  Batching is the last step before the workers, so whole batches travel through shared memory,
+  and worker w builds batches w, w + num_workers, ...: the batches do not depend on the worker
+  count. One thread per worker: the workers are the parallelism.
+  """
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
   if num_workers:
     if not flags.FLAGS.is_parsed():  # Grain reads its absl flags; a notebook or test has none
@@ -183,16 +233,18 @@ def train_iterator(*, batch_size, image_size, seed, start_step=0, process_index=
   canvas = loader["crop_canvas"] or 2 * image_size
   if canvas < image_size:
     raise ValueError(f"crop_canvas {canvas} is smaller than image_size {image_size}.")
-  shard = grain.MapDataset.range(len(records))[process_index::process_count]
-  if not len(shard):
+  shard = range(len(records))[process_index::process_count]
+  if not shard:
     raise ValueError(f"{len(records)} train examples are too few for {process_count} processes.")
   shuffle_seed, augment_seed = _seeds(seed, process_index)
   crop_scale = loader["crop_scale"]
-  ds = (shard.shuffle(seed=int(shuffle_seed)).repeat()
-        .random_map(_TrainExample(records, canvas=canvas, image_size=image_size,
-                                  scale=None if crop_scale is None else tuple(crop_scale),
-                                  ratio=tuple(loader["crop_ratio"])), seed=int(augment_seed))
-        .batch(batch_size, drop_remainder=True))
+  examples = _TrainExample(records, shard, int(shuffle_seed), max_size=canvas,
+                           image_size=image_size,
+                           scale=None if crop_scale is None else tuple(crop_scale),
+                           ratio=tuple(loader["crop_ratio"]))
+  ds = grain.MapDataset.range(_FOREVER).random_map(examples, seed=int(augment_seed))
+  ds = ds.batch(batch_size, drop_remainder=True,
+                batch_fn=_TrainBatch(canvas, shared=loader["num_workers"] > 0))
   return Batches(_loader(ds[start_step:], loader["num_workers"]), "train")
 
 

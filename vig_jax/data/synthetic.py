@@ -27,14 +27,15 @@ def train_batches(*, dataset, batch_size, image_size, seed, start_step, process_
                   process_count):
   """Step s yields this process's slice of global batch s mod _DISTINCT_TRAIN_BATCHES: the global
   batches are the same however many processes share them, so runs compare across layouts.
-  Each image is its whole canvas (crop_size = image_size)."""
+  Each image is a whole image_size x image_size crop, packed as the pipeline's."""
   lo, hi = process_index * batch_size, (process_index + 1) * batch_size
   batches = [{k: v[lo:hi] for k, v in _batch([seed, i], batch_size * process_count, image_size,
                                              dataset.num_classes).items()}
              for i in range(_DISTINCT_TRAIN_BATCHES)]
   crop_size = np.full((batch_size, 2), image_size, np.int32)
-  return ({**batches[step % _DISTINCT_TRAIN_BATCHES], "crop_size": crop_size}
-          for step in itertools.count(start_step))
+  batches = [{**b, "image": b["image"].reshape(batch_size, -1), "crop_size": crop_size}
+             for b in batches]
+  return (batches[step % _DISTINCT_TRAIN_BATCHES] for step in itertools.count(start_step))
 
 
 def eval_batches(*, dataset, batch_size, image_size, num_batches, process_index, process_count):
