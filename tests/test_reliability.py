@@ -147,6 +147,6 @@ def test_missing_dataset_and_empty_folder(tmp_path):
         [sys.executable, "train.py", "--config=configs/imagenet.py:vig_t", f"--workdir={workdir}",
          *flags], cwd=REPO, env=ENV, capture_output=True, text=True)
     last = result.stderr.strip().splitlines()[-1]
-    assert result.returncode != 0 and last.startswith("train.py: error: data:"), result.stderr[-1500:]
+    assert result.returncode != 0 and last.startswith("train.py: error: input:"), result.stderr[-1500:]
     assert message in last
     assert not workdir.exists()  # nothing was created before the error

@@ -11,7 +11,7 @@ import os
 
 from absl import logging
 
-from vig_jax.data import cifar10, digits, folder as folder_lib
+from vig_jax.data import cifar10, folder as folder_lib
 from vig_jax.data.info import DatasetInfo
 
 
@@ -117,6 +117,7 @@ def cifar(*, path):
 
 def digits_demo():
   """scikit-learn's digits (`digits`), its fixed stratified validation split."""
+  from vig_jax.data import digits  # scikit-learn: only the demo needs it
   images, labels = digits.load()
   split = lambda idx: ArrayRecords(images[idx], labels[idx], tuple(f"digits[{i}]" for i in idx))
   train, val = digits.split_indices(labels)
