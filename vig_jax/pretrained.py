@@ -66,8 +66,10 @@ def restore(directory, target=None):
 
 
 def _stored_shapes(ckptr, path):
+  """The stored params tree (a dict of array metadata) without reading any array."""
   stored = ckptr.metadata(path)
-  return getattr(stored, "item_metadata", stored)
+  stored = getattr(stored, "item_metadata", stored)
+  return getattr(stored, "tree", stored)
 
 
 def _flat_shapes(tree):
