@@ -111,7 +111,7 @@ def test_cli_round_trip_full_size(tmp_path, official_state_dicts):
   out = tmp_path / "converted"
   result = _run_cli("--model=vig_t", f"--src={src}", f"--out={out}")
   assert result.returncode == 0, result.stderr
-  params, meta = pretrained.load(str(out))
+  params, meta = pretrained.restore(str(out))
   assert meta == {"model": "vig_t", "model_kwargs": {"num_classes": 1000, "img_size": 224}}
   np.testing.assert_array_equal(params["head"]["kernel"], sd["head.weight"].T)
   np.testing.assert_array_equal(params["blocks_3"]["mixer"]["in_proj"]["kernel"],
@@ -145,7 +145,7 @@ def test_pth_is_read_with_weights_only(tmp_path, official_state_dicts, torch):
   out = tmp_path / "converted"
   result = _run_cli("--model=vig_t", f"--src={src}", f"--out={out}")
   assert result.returncode == 0, result.stderr
-  params, _ = pretrained.load(str(out))
+  params, _ = pretrained.restore(str(out))
   np.testing.assert_array_equal(params["pos_embed"], sd["pos_embed"].numpy())
 
 
