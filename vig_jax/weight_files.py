@@ -56,6 +56,12 @@ class _StorageType:
 
 def _rebuild_tensor(storage, offset, size, stride, *unused):
   del unused  # requires_grad, backward hooks, metadata
+  size, stride = tuple(map(int, size)), tuple(map(int, stride))
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+  if (len(size) != len(stride) or min(stride, default=0) < 0 or offset < 0
+      or (0 not in size and last >= storage.size)):
+    raise ValueError(f"tensor of size {size}, stride {stride} at offset {offset} lies outside its "
+                     f"storage of {storage.size} elements")
   itemsize = storage.dtype.itemsize
   view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
                                          strides=tuple(s * itemsize for s in stride))
