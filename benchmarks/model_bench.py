@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import imagenet  # noqa: E402
 from vig_jax import create_model, sharding, trainer  # noqa: E402
 
-# (model, resolution, eval batch, train batch, dtypes, size overrides). Batches as DESIGN.md §4's;
+# (model, resolution, eval batch, train batch, dtypes, size overrides). Batches as docs/speed.md's;
 # fp32 where it is compared, to fit one 10-minute device call.
 BF16, BOTH = ("bfloat16",), ("bfloat16", "float32")
 FULL = [("vig_t", 224, 256, 128, BOTH, {}), ("vig_s", 224, 256, 128, BOTH, {}),
