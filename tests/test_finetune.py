@@ -104,7 +104,7 @@ def test_convert_finetune_evaluate_and_get_features(converted, folder, tmp_path)
   assert trained["num_examples"] == 3  # a tenth of each class held out
   assert 0.0 <= trained["top1"] <= trained["top5"] <= 1.0
 
-  config.eval_batch_size = 4
+  config.eval_batch_size = 16
   results = trainer.evaluate(config, workdir)
   assert results["checkpoint_step"] == 3
   with open(os.path.join(workdir, "eval_results.json")) as f:
@@ -117,6 +117,19 @@ def test_convert_finetune_evaluate_and_get_features(converted, folder, tmp_path)
   grid = jax.jit(lambda p, x: model.apply({"params": p}, x, method="features"))(
       params, jnp.zeros((2, 48, 48, 3)))
   assert grid.shape == (2, 3, 3, 64) and bool(jnp.all(jnp.isfinite(grid)))
+
+
+def test_eval_from_a_converted_checkpoint_at_another_resolution(converted, folder, tmp_path):
+  """--mode=eval on converted weights at 48 px (stored for 64): the position embedding is resized."""
+  _, original = converted
+  three_classes = dict(original, head={"kernel": original["head"]["kernel"][:, :3],
+                                       "bias": original["head"]["bias"][:3]})
+  directory = str(tmp_path / "converted")
+  pretrained.save(directory, three_classes, "vig_t", dict(FIXTURE_KWARGS, num_classes=3, img_size=64))
+  config = _config(folder, "")
+  config.init_from, config.eval_from = "", directory
+  results = trainer.evaluate(config, str(tmp_path / "eval"))
+  assert results["num_examples"] == 3 and results["checkpoint_step"] is None
 
 
 def test_layer_decay_scales_updates_by_depth():
