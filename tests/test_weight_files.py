@@ -12,14 +12,16 @@ torch = pytest.importorskip("torch")  # in requirements.txt: writes the files un
 def test_tensors_match_torch(tmp_path):
   base = torch.randn(4, 6)
   tensors = {"plain": torch.randn(3, 5), "transposed": base.t(), "slice": base[1:, 2:5],
-             "shared": base[2], "half": torch.randn(2, 3).half(), "double": torch.randn(2).double(),
+             "shared": base[2], "half": torch.randn(2, 3).half(),
+             "bf16": torch.randn(3).bfloat16(), "double": torch.randn(2).double(),
              "param": torch.nn.Parameter(torch.randn(2, 2)), "scalar": torch.tensor(1.5),
              "conv": torch.randn(8, 1, 3, 3)}
   torch.save({"model": tensors}, tmp_path / "w.pth")
   read = weight_files.load_pth(str(tmp_path / "w.pth"))["model"]
   for name, tensor in tensors.items():
-    np.testing.assert_array_equal(read[name], tensor.detach().numpy(), err_msg=name)
-    assert read[name].dtype == tensor.detach().numpy().dtype, name
+    expected = tensor.detach().float().numpy() if name == "bf16" else tensor.detach().numpy()
+    np.testing.assert_array_equal(read[name].astype(expected.dtype), expected, err_msg=name)
+    assert read[name].dtype == ("bfloat16" if name == "bf16" else expected.dtype), name
 
 
 def test_out_of_storage_views_are_refused():

@@ -29,7 +29,10 @@ _FREE_FIELDS = ("num_classes", "img_size", "drop_path_rate", "dtype", "bigla_imp
 
 
 def check_new_directory(directory):
-  if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
+  """Raises FileExistsError unless `directory` is new or an empty directory: nothing is overwritten."""
+  if os.path.isfile(directory):
+    raise FileExistsError(f"output {os.path.abspath(directory)} is a file; choose a new directory")
+  if os.path.isdir(directory) and os.listdir(directory):
     raise FileExistsError(f"output directory {os.path.abspath(directory)} is not empty; "
                           f"choose a new one")
 
@@ -53,16 +56,12 @@ def load_meta(directory):
     return json.load(f)
 
 
-def restore(directory, target=None):
-  """Returns (params, meta). `target` (arrays or ShapeDtypeStructs, optionally sharded) sets the
-  layout; a checkpoint whose tree or shapes differ from it fails with a message naming them."""
+def restore(directory):
+  """(params, meta) of converted checkpoint `directory`, as stored (`restore_fitting` lays them
+  out for a model)."""
   meta = load_meta(directory)
-  path = os.path.join(os.path.abspath(directory), _PARAMS)
   with ocp.StandardCheckpointer() as ckptr:
-    if target is None:
-      return ckptr.restore(path), meta
-    _check_fit(_stored_shapes(ckptr, path), target, directory, new_head=False)
-    return ckptr.restore(path, target), meta
+    return ckptr.restore(os.path.join(os.path.abspath(directory), _PARAMS)), meta
 
 
 def _stored_shapes(ckptr, path):

@@ -11,6 +11,7 @@ import os
 import pickle
 import zipfile
 
+import ml_dtypes
 import numpy as np
 from absl import logging
 
@@ -19,6 +20,7 @@ MODEL_ENTRIES = ("model", "model_ema", "state_dict")
 
 _STORAGE_DTYPES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16,
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
@@ -147,7 +149,8 @@ def _float_arrays(state_dict, path):
   bad = {k: type(v).__name__ for k, v in state_dict.items() if not isinstance(v, np.ndarray)}
   if bad:
     raise ValueError(f"{path}: entries that are not tensors: {_first(bad)}")
-  bad = {k: str(v.dtype) for k, v in state_dict.items() if not np.issubdtype(v.dtype, np.floating)}
+  floating = lambda dtype: np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16
+  bad = {k: str(v.dtype) for k, v in state_dict.items() if not floating(v.dtype)}
   if bad:
     raise ValueError(f"{path}: weights must be floating point; got {_first(bad)}")
   return {k: v.astype(np.float32) for k, v in state_dict.items()}
