@@ -97,12 +97,16 @@ def test_anything_else_that_differs_is_a_one_line_error(converted, folder):
 
 
 def test_convert_finetune_evaluate_and_get_features(converted, folder, tmp_path):
-  directory, _ = converted
+  directory, original = converted
   config = _config(folder, directory)
   workdir = str(tmp_path / "run")
   trained = trainer.train_and_evaluate(config, workdir)
   assert trained["num_examples"] == 3  # a tenth of each class held out
   assert 0.0 <= trained["top1"] <= trained["top5"] <= 1.0
+  # Three small steps away from the converted weights (a fresh init would be ~0.1 away).
+  kernel = lambda p: np.asarray(p["blocks_1"]["mixer"]["qkv_proj"]["kernel"])
+  moved = np.max(np.abs(kernel(checkpointing.read_params(workdir, 3)) - kernel(original)))
+  assert 0 < moved < 1e-3, moved
 
   config.eval_batch_size = 16
   results = trainer.evaluate(config, workdir)
