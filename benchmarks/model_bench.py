@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import flax_deit  # noqa: E402
 from configs import imagenet  # noqa: E402
-from vig_jax import create_model, optim, sharding, trainer  # noqa: E402
+from vig_jax import create_model, optim, sharding, trainer, xla_flags  # noqa: E402
 
 TIMM = {"deit_tiny": "deit_tiny_patch16_224", "deit_small": "deit_small_patch16_224",
         "deit_base": "deit_base_patch16_224", "convnext_tiny": "convnext_tiny",
@@ -369,6 +369,7 @@ def report(workloads, per_token, rows, header):
 
 
 def main():
+  xla_flags.set_default_flags()  # as train.py runs
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="benchmarks/results")
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, any backend")
@@ -402,7 +403,8 @@ def main():
       import torch
       versions.update(torch=torch.__version__, timm=timm.__version__)
     device = jax.devices()[0].device_kind
-    header = f"device: {device}; " + ", ".join(f"{k} {v}" for k, v in versions.items())
+    header = (f"device: {device}; " + ", ".join(f"{k} {v}" for k, v in versions.items()) +
+              f"; XLA_FLAGS={os.environ['XLA_FLAGS']}")
     with open(os.path.join(args.out, "model_bench.json"), "w") as f:
       json.dump({"device": device, **versions, "rows": rows}, f, indent=1)
   text = report(workloads, per_token, rows, header)

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import model_bench  # noqa: E402
 from benchmarks.model_bench import Job  # noqa: E402
+from vig_jax import xla_flags  # noqa: E402
 from vig_jax.models import layers  # noqa: E402
 
 CATEGORIES = ("matmul", "BiGLA", "depthwise conv", "norm/elementwise/gating", "optimizer", "other")
@@ -214,6 +215,7 @@ def report(results, header):
 
 
 def main():
+  xla_flags.set_default_flags()  # as train.py runs
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="benchmarks/results")
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, any backend")

@@ -25,7 +25,7 @@ import jax  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import model_bench  # noqa: E402
-from vig_jax import trainer  # noqa: E402
+from vig_jax import trainer, xla_flags  # noqa: E402
 
 # (model, resolution, per-device batch, dtype, size overrides)
 FULL = ("vig_s", 224, 128, "bfloat16", ())
@@ -116,6 +116,7 @@ def report(rows, check_batch, header):
 
 
 def main():
+  xla_flags.set_default_flags()  # as train.py runs
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="benchmarks/results")
   parser.add_argument("--smoke", action="store_true", help="tiny model, any backend")
