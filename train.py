@@ -10,7 +10,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vig_jax import trainer
+from vig_jax import trainer, xla_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:vig_s.",
@@ -29,6 +29,7 @@ class _QuietOrbax(logging_std.Filter):
 
 def main(argv):
   logging.get_absl_handler().addFilter(_QuietOrbax())
+  xla_flags.set_default_flags()
   if len(argv) > 1:
     sys.exit(f"train.py: error: unexpected arguments {argv[1:]}")
   run = trainer.train_and_evaluate if FLAGS.mode == "train" else trainer.evaluate
