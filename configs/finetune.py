@@ -16,9 +16,7 @@ Schedule: 30 epochs, 2 of linear warm-up, cosine decay, a tenth of the from-scra
 Mixup/CutMix; --config.layer_decay=0.75 adds layer-wise lr decay. Set for one GPU; on a CPU add
 --config.dtype=float32.
 """
-import ml_collections
-
-from configs.common import base_config
+from configs.common import base_config, input_config
 
 _ARGS = dict(model="vig_s", folder="", res=224, init="")
 
@@ -40,16 +38,11 @@ def _parse(arg):
   return args
 
 
-def data_config(folder):
-  """The input: an image folder, a held-out tenth for evaluation."""
-  return ml_collections.ConfigDict(dict(source="folder", folder=folder, eval_fraction=0.1))
-
-
 def get_config(arg=None):
   args = _parse(arg)
   c = base_config()
   c.model = args["model"]
-  c.data = data_config(args["folder"])
+  c.input = input_config("folder", folder=args["folder"], eval_fraction=0.1)  # a tenth held out
   c.image_size = args["res"]
   c.init_from = args["init"] or f"converted/{args['model']}"
 

@@ -45,7 +45,7 @@ def _config(folder, init, res=48, **model_kwargs):
   c = finetune.get_config(f"model=vig_t,folder={folder},res={res},init={init}")
   c.model_kwargs.update(FIXTURE_KWARGS, **model_kwargs)
   c.dtype = "float32"
-  c.augment.update(randaugment_layers=0, erase_prob=0.0)
+  c.input.update(randaugment_layers=0, erase_prob=0.0, num_workers=0)
   c.batch_size = c.eval_batch_size = 8
   c.total_steps = 3
   c.warmup_epochs = 0
@@ -56,7 +56,7 @@ def _config(folder, init, res=48, **model_kwargs):
 def test_config_arguments():
   c = finetune.get_config("model=vig_h_t,folder=/data/pets,res=384")
   assert (c.model, c.image_size, c.init_from) == ("vig_h_t", 384, "converted/vig_h_t")
-  assert c.data.folder == "/data/pets"
+  assert c.input.folder == "/data/pets"
   for bad, message in (("model=vig_s", "folder=<image folder> is required"),
                        ("folder=/x,size=3", "bad argument 'size=3'"),
                        ("folder=/x,res=big", "res='big' is not a int")):
