@@ -1,4 +1,4 @@
-"""train_iterator / eval_iterator contracts: determinism, resume, workers, eval padding, bad files."""
+"""train_iterator / eval_iterator: determinism, resume, workers, eval padding, bad files."""
 import itertools
 import logging
 import os

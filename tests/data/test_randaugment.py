@@ -58,7 +58,8 @@ def test_posterize_to_zero_bits_is_black():  # level 10; Pillow >= 12 refuses bi
 
 def test_solarize_add_follows_timm():
   x = np.array([[[0, 100, 255], [127, 128, 200]]], np.uint8)
-  np.testing.assert_array_equal(_ours(ra.solarize_add, x, 110), [[[110, 210, 255], [237, 128, 200]]])
+  np.testing.assert_array_equal(_ours(ra.solarize_add, x, 110),
+                                [[[110, 210, 255], [237, 128, 200]]])
 
 
 @pytest.mark.parametrize("op,arg,pil_matrix", [

@@ -2,7 +2,8 @@
 
 The host ships uint8 crops packed into rows of C * C * 3 bytes (`pipeline`); here they are
 unpacked onto a C x C canvas, resized with PIL's antialiased bicubic (as timm's
-RandomResizedCrop), flipped, RandAugmented, normalised and randomly erased, in timm's order. Images hold float32 0..255 integer values until `normalize`.
+RandomResizedCrop), flipped, RandAugmented, normalised and randomly erased, in timm's order.
+Images hold float32 0..255 integer values until `normalize`.
 """
 import math
 
@@ -73,9 +74,11 @@ def random_erasing(rng, image, *, prob=0.25, area=(0.02, 1 / 3), min_aspect=0.3)
   """timm's RandomErasing(mode="pixel", max_count=1) on a normalised image: N(0, 1) noise."""
   apply_rng, area_rng, ratio_rng, top_rng, left_rng, noise_rng = jax.random.split(rng, 6)
   height, width = image.shape[:2]
-  target = jax.random.uniform(area_rng, (_ATTEMPTS,), minval=area[0], maxval=area[1]) * height * width
+  target = jax.random.uniform(area_rng, (_ATTEMPTS,), minval=area[0], maxval=area[1])
+  target = target * height * width
   log_aspect = -math.log(min_aspect)
-  aspect = jnp.exp(jax.random.uniform(ratio_rng, (_ATTEMPTS,), minval=-log_aspect, maxval=log_aspect))
+  aspect = jnp.exp(jax.random.uniform(ratio_rng, (_ATTEMPTS,), minval=-log_aspect,
+                                      maxval=log_aspect))
   box_h = jnp.round(jnp.sqrt(target * aspect)).astype(jnp.int32)
   box_w = jnp.round(jnp.sqrt(target / aspect)).astype(jnp.int32)
   fits = (box_w < width) & (box_h < height)

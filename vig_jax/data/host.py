@@ -19,7 +19,8 @@ class DecodeError(ValueError):
 
 
 def open_image(data: bytes) -> Image.Image:
-  """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> a decoded RGB PIL image (gray, palette, RGBA converted)."""
+  """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> a decoded RGB PIL image (gray, palette, RGBA
+  converted)."""
   try:
     image = Image.open(io.BytesIO(data))
     image.load()  # decodes all the data: a truncated or damaged stream raises here

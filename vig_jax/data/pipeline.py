@@ -7,8 +7,8 @@ device augmentation (`device.augment_example`'s). Nothing here imports tensorflo
 
 Train batches: {"image": uint8 [b, C * C * 3] crops of up to C x C packed row-major (C =
 crop_canvas, default 2 x image_size), "crop_size": int32 [b, 2], "label": int32 [b]};
-`augment_batch` (device) turns them into float32 images. Eval batches: {"image": uint8 [b, S, S, 3] centre crops, "label",
-"mask" float32 [b]}; `normalize` (device) finishes them.
+`augment_batch` (on device) turns them into float32 images. Eval batches: {"image": uint8
+[b, S, S, 3] centre crops, "label", "mask" float32 [b]}; `normalize` (on device) finishes them.
 
 Determinism: process p reads examples p, p + P, ... of the split (its shard, n examples). Its
 stream position g holds the example at position g mod n of a permutation seeded from
@@ -25,9 +25,9 @@ import inspect
 import sys
 
 import grain
-from grain.python import SharedMemoryArray
 import numpy as np
 from absl import flags, logging
+from grain.python import SharedMemoryArray
 
 from vig_jax.data import device, host, sources, synthetic
 from vig_jax.data.info import DatasetInfo
@@ -91,7 +91,8 @@ def _seeds(*entropy):
 
 
 def _read(records, index, log_name, decode=host.decode):
-  """(image, label) of records[index] (arrays as stored, bytes decoded), None if it does not decode."""
+  """(image, label) of records[index] (arrays as stored, bytes decoded); None if it does not
+  decode."""
   data, label = records[index]
   if isinstance(data, np.ndarray):
     return data, label
@@ -138,7 +139,7 @@ class _TrainBatch:
 
   Packed, not padded onto the canvas: only the crop's bytes are written (typically 40% of the
   canvas at 224), and in a worker process (`shared`) they are written straight into shared
-  memory, which Grain would otherwise copy them to. `device.unpack_crops` undoes the packing.
+  memory, which Grain would otherwise copy them to. `device.unpack_crop` undoes the packing.
   """
 
   def __init__(self, canvas, shared):

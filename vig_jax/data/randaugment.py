@@ -92,7 +92,8 @@ def sharpness(image, factor):
 
 
 def _affine(image, matrix):
-  """PIL's AFFINE transform, bilinear: output pixel (x, y) samples input (a x + b y + c, d x + e y + f).
+  """PIL's AFFINE transform, bilinear: output pixel (x, y) samples input (a x + b y + c,
+  d x + e y + f).
 
   Coordinates as PIL's, pixel centres at +0.5. Input pixels outside the image weigh nothing; the
   weight they would have had is filled with FILL.
@@ -109,7 +110,8 @@ def _affine(image, matrix):
       weight = (1.0 - jnp.abs(sx - xi)) * (1.0 - jnp.abs(sy - yi))
       inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
       weight = jnp.where(inside, weight, 0.0)[..., None]
-      pixel = image[jnp.clip(yi, 0, h - 1).astype(jnp.int32), jnp.clip(xi, 0, w - 1).astype(jnp.int32)]
+      pixel = image[jnp.clip(yi, 0, h - 1).astype(jnp.int32),
+                    jnp.clip(xi, 0, w - 1).astype(jnp.int32)]
       out, covered = out + weight * pixel, covered + weight
   return jnp.clip(jnp.floor(out + (1.0 - covered) * jnp.array(FILL, jnp.float32) + 0.5), 0.0, 255.0)
 

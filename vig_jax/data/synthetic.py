@@ -39,7 +39,8 @@ def train_batches(*, dataset, batch_size, image_size, seed, start_step, process_
 
 
 def eval_batches(*, dataset, batch_size, image_size, num_batches, process_index, process_count):
-  """This process's share of num_eval examples (strided, as the file sources), padded with mask 0."""
+  """This process's share of num_eval examples (as the file sources' strided shares), padded
+  with mask 0."""
   share = dataset.num_eval // process_count + (process_index < dataset.num_eval % process_count)
   for i in range(num_batches):
     batch = _batch([process_index, i], batch_size, image_size, dataset.num_classes)
