@@ -1,26 +1,34 @@
 """Metrics to a JSONL file and TensorBoard event files (process 0 only), progress on the console."""
 import json
-import os
 import time
 
 import jax
 from absl import logging
 
 
+def tensorboard_writer(directory):
+  """A TensorBoard event writer for `directory` (local or gs://), or None without tensorflow."""
+  try:
+    from vig_jax.data.tf_cpu import tf  # absent on GPU hosts
+  except ImportError:
+    logging.warning("tensorflow is not installed: no TensorBoard events, metrics.jsonl only")
+    return None
+  return tf.summary.create_file_writer(str(directory))
+
+
 class MetricWriter:
-  """Writes scalars to <workdir>/metrics.jsonl and <workdir>/tensorboard; no-op off process 0."""
+  """Writes scalars to <workdir>/metrics.jsonl and <workdir>/tensorboard; no-op off process 0.
+
+  `workdir` is an epath (local or gs://). A context manager: closed however the run ends.
+  """
 
   def __init__(self, workdir):
     self._active = jax.process_index() == 0
     self._jsonl = self._tb = None
     if not self._active:
       return
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    try:
-      from vig_jax.data.tf_cpu import tf  # TensorBoard events need tensorflow (absent on GPU hosts)
-      self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-    except ImportError:
-      logging.warning("tensorflow is not installed: no TensorBoard events, metrics.jsonl only")
+    self._jsonl = (workdir / "metrics.jsonl").open("a")
+    self._tb = tensorboard_writer(workdir / "tensorboard")
 
   def write(self, step, scalars):
     if not self._active:
@@ -40,6 +48,13 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+    self._jsonl = self._tb = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
 
 
 class Progress:
