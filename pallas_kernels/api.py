@@ -1,4 +1,5 @@
 """`bigla`: the one entry point to every BiGLA implementation."""
+import concurrent.futures
 import functools
 import logging
 
@@ -25,6 +26,12 @@ def _pallas_tpu_works():
   """pallas_tpu is tested in interpret mode only: before "auto" first uses it on a TPU, run it
   (values and gradients) against chunked on a small input. False, with a warning, if it fails to
   compile or disagrees."""
+  # "auto" is resolved while a model is traced: check in a thread of its own, outside that trace.
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    return pool.submit(_check_pallas_tpu).result()
+
+
+def _check_pallas_tpu():
   rng = np.random.default_rng(0)
   shape = (2, 64, 2, 16)
   args = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
@@ -32,11 +39,13 @@ def _pallas_tpu_works():
   cotangent = rng.standard_normal(shape).astype(np.float32)
 
   def value_and_grads(fn):
-    out, vjp = jax.vjp(fn, *args)
-    return np.asarray(out), [np.asarray(g) for g in vjp(cotangent)]
+    def run(*inputs):
+      out, vjp = jax.vjp(fn, *inputs)
+      return out, vjp(cotangent)
+    out, grads = jax.jit(run)(*args)  # compiled as a model would compile it
+    return np.asarray(out), [np.asarray(g) for g in grads]
 
-  # "auto" is resolved while tracing: run this eagerly, at full fp32 matmul precision.
-  with jax.ensure_compile_time_eval(), jax.default_matmul_precision("highest"):
+  with jax.default_matmul_precision("highest"):  # chunked at full fp32, as the kernel
     try:
       got = value_and_grads(bigla_pallas_tpu)
     except Exception as e:  # pylint: disable=broad-except  # a Mosaic compile error, whatever its type

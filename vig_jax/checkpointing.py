@@ -42,7 +42,10 @@ def save(manager, state, meta, *, force=False):
 def _stored_metadata(manager, step):
   with ocp.StandardCheckpointer() as ckptr:
     metadata = ckptr.metadata(manager.directory / str(step) / "state")
-  return getattr(metadata, "item_metadata", metadata)
+  metadata = getattr(metadata, "item_metadata", metadata)
+  if metadata is None:
+    raise FileNotFoundError("its array metadata (state/_METADATA) is missing or unreadable")
+  return metadata
 
 
 def _with_stored_pos_embed(abstract_state, stored_params):
@@ -84,6 +87,13 @@ def _restore_step(manager, step, abstract_state, meta, stored_pos_embed):
       state=ocp.args.StandardRestore(abstract_state)))["state"]
 
 
+def _root_cause(error):
+  """'Type: first line' of the innermost exception: tensorstore's names the array and the fault."""
+  while error.__cause__ or error.__context__:
+    error = error.__cause__ or error.__context__
+  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:400]}"
+
+
 def _everywhere(ok):
   """True when `ok` holds on every process (all processes must take the same checkpoint)."""
   if jax.process_count() == 1:
@@ -109,9 +119,10 @@ def restore_latest(manager, abstract_state, meta, *, set_aside_damaged=False,
   """The newest checkpoint that restores, as `abstract_state` (shapes + shardings), or None if
   there is no checkpoint.
 
-  A step that fails to restore is skipped with a warning naming it and why (and moved aside with
-  `set_aside_damaged`). With `stored_pos_embed` the position embeddings come back at the shape
-  they were saved with (the caller resizes them). Raises ModelMismatchError if the checkpoint was
+  A step that fails to restore is skipped with a warning naming it and why; with
+  `set_aside_damaged`, once an older step has restored, the skipped ones are moved aside. With
+  `stored_pos_embed` the position embeddings come back at the shape they were saved with (the
+  caller resizes them). Raises ModelMismatchError if the checkpoint was
   written for another model (`meta` differs), ValueError if checkpoints exist but none restores.
   """
   failures = []
@@ -122,18 +133,19 @@ def restore_latest(manager, abstract_state, meta, *, set_aside_damaged=False,
     except ModelMismatchError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # whatever a damaged file raises
-      error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+      error = _root_cause(e)
     if _everywhere(error is None):
+      if set_aside_damaged:
+        for bad, _ in failures:
+          _set_aside(manager, bad)
       return state
     error = error or "it failed to restore on another process"
     logging.warning("checkpoint step %d in %s cannot be restored (%s); trying the one before",
                     step, manager.directory, error)
-    failures.append(f"step {step}: {error}")
-    if set_aside_damaged:
-      _set_aside(manager, step)
+    failures.append((step, error))
   if failures:
-    raise ValueError(f"no checkpoint in {manager.directory} can be restored "
-                     f"({'; '.join(failures)})")
+    raise ValueError(f"no checkpoint in {manager.directory} can be restored ("
+                     + "; ".join(f"step {step}: {error}" for step, error in failures) + ")")
   return None
 
 
