@@ -1,4 +1,5 @@
 """The workdir: one run at a time (lock), checked before any compute, local or in a bucket."""
+import builtins
 import errno
 import importlib
 import json
@@ -49,15 +50,16 @@ def test_a_workdir_that_is_a_file_fails_before_compute(tmp_path):
 
 
 def test_a_read_only_workdir_fails_before_compute(tmp_path, monkeypatch):
-  # The tests may run as root, whom chmod does not stop: the filesystem refuses as a read-only one would.
-  real_open = os.open
+  # The tests may run as root, whom chmod does not stop: files opened for writing under tmp_path
+  # are refused as on a read-only filesystem.
+  real_open = builtins.open
 
-  def read_only_open(path, flags, *args):
-    if str(path).startswith(str(tmp_path)) and flags & (os.O_WRONLY | os.O_RDWR):
+  def read_only_open(path, mode="r", *args, **kwargs):
+    if str(path).startswith(str(tmp_path)) and set(mode) & set("wax+"):
       raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-    return real_open(path, flags, *args)
+    return real_open(path, mode, *args, **kwargs)
 
-  monkeypatch.setattr(os, "open", read_only_open)
+  monkeypatch.setattr(builtins, "open", read_only_open)
   monkeypatch.setattr(trainer, "init_state", lambda *a: pytest.fail("computed before the check"))
   with pytest.raises(workdir.WorkdirError, match=f"workdir {tmp_path} is not writable: Read-only"):
     trainer.train_and_evaluate(tiny_config(), str(tmp_path))

@@ -46,22 +46,26 @@ def _alive(pid):
 
 
 def _create(lock, text):
-  """Creates `lock` holding `text`; FileExistsError if it exists (atomic on local filesystems)."""
+  """Creates `lock` holding `text`, whole; FileExistsError if it exists (atomic when local)."""
   if "://" in os.fspath(lock):  # object stores have no exclusive create: check, then write
     if lock.exists():
       raise FileExistsError(lock)
     lock.write_text(text)
     return
-  fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-  with os.fdopen(fd, "w") as f:
-    f.write(text)
+  staged = lock.with_name(f"{lock.name}.{os.getpid()}")
+  staged.write_text(text)
+  try:
+    os.link(staged, lock)  # fails if `lock` exists; never leaves a half-written one
+  finally:
+    staged.unlink()
 
 
 def _take(directory):
   """Takes the lock of `directory` (created if missing) for this process; returns the lock path."""
   check_not_a_file(directory)
   lock = directory / LOCK
-  me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+  me = {"host": socket.gethostname(), "pid": os.getpid(),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S")}
   try:
     directory.mkdir(parents=True, exist_ok=True)
     for _ in range(2):  # the second try follows the removal of a stale lock
@@ -73,10 +77,11 @@ def _take(directory):
           holder = json.loads(lock.read_text())
         except (OSError, ValueError):  # unreadable: another run is writing it right now
           holder = {}
-        here = holder.get("host") == me["host"]
-        if not here or _alive(holder.get("pid", -1)):
+        pid = holder.get("pid", -1)
+        # A dead holder's pid may since have been given to this very process.
+        if holder.get("host") != me["host"] or (pid != me["pid"] and _alive(pid)):
           raise WorkdirError(
-              f"workdir {directory} is in use by the run of pid {holder.get('pid', '?')} on host "
+              f"workdir {directory} is in use by the run of pid {pid} on host "
               f"{holder.get('host', '?')} (since {holder.get('since', '?')}); if that run is gone, "
               f"delete {lock}") from None
         logging.warning("taking over the stale lock of pid %s on %s (that process is gone)",
