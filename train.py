@@ -40,10 +40,12 @@ def main(argv):
   run = trainer.train_and_evaluate if FLAGS.mode == "train" else trainer.evaluate
   try:
     results = run(FLAGS.config, FLAGS.workdir)
-  except (trainer.ConfigError, trainer.NonFiniteError, workdir.WorkdirError, FileNotFoundError) as e:
+  except (trainer.ConfigError, trainer.NonFiniteError, workdir.WorkdirError,
+          FileNotFoundError) as e:
     sys.exit(f"train.py: error: {e}")
   except KeyboardInterrupt:
-    print("train.py: interrupted (a second Ctrl-C): stopped without saving", file=sys.stderr)
+    print("train.py: stopped by a second Ctrl-C; rerun to resume from the newest complete "
+          "checkpoint", file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)
   if results is None:
     sys.exit(EXIT_PREEMPTED)

@@ -48,7 +48,7 @@ def _check_pallas_tpu():
   with jax.default_matmul_precision("highest"):  # chunked at full fp32, as the kernel
     try:
       got = value_and_grads(bigla_pallas_tpu)
-    except Exception as e:  # pylint: disable=broad-except  # a Mosaic compile error, whatever its type
+    except Exception as e:  # pylint: disable=broad-except  # a Mosaic error, whatever its type
       logging.warning("bigla: pallas_tpu does not run on this TPU (%s: %s); using chunked",
                       type(e).__name__, (str(e).strip().splitlines() or [""])[0][:200])
       return False

@@ -254,8 +254,8 @@ def test_no_restorable_checkpoint_is_one_line_error(two_checkpoints, tmp_path):
   damage(workdir / "checkpoints" / "8", "data file")
   damage(workdir / "checkpoints" / "4", "_METADATA")
   before = snapshot(workdir)
-  with pytest.raises(trainer.ConfigError, match=r"no checkpoint in .* can be restored \(step 8: .*; "
-                                                r"step 4: .*\)") as error:
+  every_step_named = r"no checkpoint in .* can be restored \(step 8: .*; step 4: .*\)"
+  with pytest.raises(trainer.ConfigError, match=every_step_named) as error:
     trainer.train_and_evaluate(tiny_config(total_steps=8, checkpoint_every_steps=4), str(workdir))
   assert "\n" not in str(error.value)
   assert snapshot(workdir) == before

@@ -114,7 +114,8 @@ def test_eval_at_another_image_size_resizes_pos_embed(tmp_path):
   trainer.train_and_evaluate(tiny_config(total_steps=2), str(tmp_path))  # 32 px
   bigger = trainer.evaluate(tiny_config(image_size=64), str(tmp_path))
   # The same as a model kept at 32 px, which resizes its pos_embed (bicubic) on each 64 px input.
-  kept = trainer.evaluate(tiny_config(image_size=64, **{"model_kwargs.img_size": 32}), str(tmp_path))
+  kept = trainer.evaluate(tiny_config(image_size=64, **{"model_kwargs.img_size": 32}),
+                          str(tmp_path))
   assert bigger["checkpoint_step"] == 2 and bigger["num_examples"] == 40
   for key in ("top1", "top5", "ema_top1", "ema_top5"):
     assert bigger[key] == kept[key], key

@@ -21,8 +21,8 @@ def test_a_live_holder_is_named_and_a_dead_one_is_taken_over(tmp_path):
   try:
     (tmp_path / workdir.LOCK).write_text(json.dumps(
         {"host": socket.gethostname(), "pid": holder.pid, "since": "earlier"}))
-    with pytest.raises(workdir.WorkdirError,
-                       match=f"in use by the run of pid {holder.pid} on host {socket.gethostname()}"):
+    holder_is_named = f"in use by the run of pid {holder.pid} on host {socket.gethostname()}"
+    with pytest.raises(workdir.WorkdirError, match=holder_is_named):
       with workdir.lock(workdir.path(tmp_path)):
         pass
   finally:

@@ -273,8 +273,9 @@ class _StopRequest:
 def _check_finite(state, manager):
   bad = int(jax.device_get(state.nonfinite_step))
   if bad >= 0:
-    kept = manager.latest_step()
-    kept = "no checkpoint was written yet" if kept is None else f"the last good checkpoint (step {kept}) is kept"
+    last = manager.latest_step()
+    kept = (f"the last good checkpoint (step {last}) is kept" if last is not None else
+            "no checkpoint was written yet")
     raise NonFiniteError(f"non-finite loss or gradients at step {bad}; {kept}; "
                          f"config.on_nonfinite='skip' skips such steps")
 
