@@ -51,32 +51,36 @@ def test_kill_drill_short(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_saves_the_current_step_and_exits_75(tmp_path, signum):
-  flags = ("--config.total_steps=60", "--config.checkpoint_every_steps=50",
+  # SIGTERM: then resumed to the end; SIGINT: meanwhile a second run is started (slow), no resume.
+  total, interval = (60, 50) if signum == signal.SIGTERM else (5000, 2500)
+  flags = (f"--config.total_steps={total}", f"--config.checkpoint_every_steps={interval}",
            "--config.log_every_steps=1")
-  proc = subprocess.Popen(train_py(tmp_path, *flags), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  log = tmp_path.parent / f"{tmp_path.name}.log"  # a file: the run never blocks on a full pipe
+  with open(log, "w") as f:
+    proc = subprocess.Popen(train_py(tmp_path, *flags), cwd=REPO, env=ENV, stdout=f,
+                            stderr=subprocess.STDOUT)
   metrics = tmp_path / "metrics.jsonl"
   while proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
     time.sleep(0.01)
-  if signum == signal.SIGTERM:  # meanwhile a second run on the workdir is refused
+  if signum == signal.SIGINT:  # a second run on the workdir is refused
     second = subprocess.run(train_py(tmp_path, *flags), cwd=REPO, env=ENV, capture_output=True,
                             text=True)
     assert second.returncode == 1
     assert (f"is in use by the run of pid {proc.pid} on host {socket.gethostname()}" in
             second.stderr.strip().splitlines()[-1]), second.stderr[-1500:]
   proc.send_signal(signum)
-  out, _ = proc.communicate(timeout=120)
+  proc.wait(timeout=120)
+  out = log.read_text()
   assert proc.returncode == 75, out[-2000:]  # train.py's EXIT_PREEMPTED: a scheduler requeues
   saved = sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit())
-  assert len(saved) == 1 and 3 <= saved[0] < 50, saved  # the current step, not an interval step
+  assert len(saved) == 1 and 3 <= saved[0] < interval, saved  # the current step, not an interval
   assert f"preempted at step {saved[0]}: checkpoint saved" in out
-  if signum == signal.SIGINT:
-    return
-  rerun = subprocess.run(train_py(tmp_path, *flags), cwd=REPO, env=ENV, capture_output=True,
-                         text=True)
-  assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert f"resumed from checkpoint step {saved[0]}" in rerun.stderr
-  assert 60 in [int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
+  if signum == signal.SIGTERM:
+    rerun = subprocess.run(train_py(tmp_path, *flags), cwd=REPO, env=ENV, capture_output=True,
+                           text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resumed from checkpoint step {saved[0]}" in rerun.stderr
+    assert total in [int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
 
 
 def poisoned(step_to_poison):

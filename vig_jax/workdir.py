@@ -36,12 +36,15 @@ def check_not_a_file(directory):
 
 
 def _alive(pid):
+  """Whether process `pid` of this host runs (an unreadable pid counts as running)."""
+  if not isinstance(pid, int) or pid <= 0:
+    return True
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:  # another user's process
-    return True
+    pass
   return True
 
 
@@ -77,7 +80,7 @@ def _take(directory):
           holder = json.loads(lock.read_text())
         except (OSError, ValueError):  # unreadable: another run is writing it right now
           holder = {}
-        pid = holder.get("pid", -1)
+        pid = holder.get("pid")
         # A dead holder's pid may since have been given to this very process.
         if holder.get("host") != me["host"] or (pid != me["pid"] and _alive(pid)):
           raise WorkdirError(
