@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vig_jax import trainer, workdir
+from vig_jax import trainer, workdir, xla_flags
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the checkpoint of the current step is saved; run again to resume
 EXIT_INTERRUPTED = 130  # a second Ctrl-C
@@ -35,6 +35,7 @@ class _QuietOrbax(logging_std.Filter):
 
 def main(argv):
   logging.get_absl_handler().addFilter(_QuietOrbax())
+  xla_flags.set_default_flags()
   if len(argv) > 1:
     sys.exit(f"train.py: error: unexpected arguments {argv[1:]}")
   run = trainer.train_and_evaluate if FLAGS.mode == "train" else trainer.evaluate

@@ -1,15 +1,22 @@
-"""End-to-end ViG speed on one device, side by side with timm DeiT where torch/timm import.
+"""End-to-end ViG speed against its peers, measured in one run on one device.
 
   python benchmarks/model_bench.py --out benchmarks/results          # the full set (GPU)
-  python benchmarks/model_bench.py --smoke --out /tmp/bench          # seconds, any backend
+  python benchmarks/model_bench.py --smoke --out /tmp/bench          # tiny shapes, any backend
+  python benchmarks/model_bench.py --report rows.jsonl --out DIR     # redo the tables from rows
 
-Measures, per workload and dtype: eval throughput (jit(model.apply)), train-step throughput (the
-training code's own sharded step on synthetic data: forward, backward, AdamW, EMA), the device
-memory XLA plans for each (arguments + outputs + temporaries), and compile time. DeiT runs in the
-same process on the same batch shapes (bf16 autocast, eager PyTorch, as the original's numbers).
-Writes model_bench.json, model_bench.md and model_bench.png (throughput and memory vs resolution).
+Peers, in the same process on the same shapes: timm (DeiT, ConvNeXt, Swin) eager and under
+`torch.compile` (default mode; bf16 autocast; train = forward, backward, fused AdamW), and a plain
+Flax DeiT (benchmarks/flax_deit.py: cuDNN attention where cuDNN takes the shape, else XLA;
+train = forward, backward and the project's optimizer, vig_jax/optim.py). ViG train is the training
+code's own sharded step (trainer.jit_train_step: Mixup/CutMix, forward, backward, clipping, AdamW,
+EMA) on synthetic data; ViG eval is jit(model.apply). timm is skipped when it does not import.
+
+Every ratio is ViG's throughput over the fastest peer of its workload in the same run. Writes
+model_bench.jsonl (rows as they come), model_bench.json and model_bench.md (tables and the bars).
 """
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -20,22 +27,76 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import flax_deit  # noqa: E402
 from configs import imagenet  # noqa: E402
-from vig_jax import create_model, sharding, trainer  # noqa: E402
+from vig_jax import create_model, optim, sharding, trainer, xla_flags  # noqa: E402
 
-# (model, resolution, eval batch, train batch, dtypes, size overrides). Batches as DESIGN.md §4's;
-# fp32 where it is compared, to fit one 10-minute device call.
-BF16, BOTH = ("bfloat16",), ("bfloat16", "float32")
-FULL = [("vig_t", 224, 256, 128, BOTH, {}), ("vig_s", 224, 256, 128, BOTH, {}),
-        ("vig_b", 224, 256, 128, BF16, {}), ("vig_h_t", 224, 256, 128, BF16, {}),
-        ("vig_t", 512, 64, 32, BF16, {}), ("vig_t", 1024, 16, 8, BOTH, {}),
-        ("vig_t", 2048, 4, 2, BF16, {})]
-SMOKE = [("vig_t", 64, 4, 4, ("float32",), {"depth": 2})]
-DEIT = {"vig_t": "deit_tiny_patch16_224", "vig_s": "deit_small_patch16_224",
-        "vig_b": "deit_base_patch16_224"}
+TIMM = {"deit_tiny": "deit_tiny_patch16_224", "deit_small": "deit_small_patch16_224",
+        "deit_base": "deit_base_patch16_224", "convnext_tiny": "convnext_tiny",
+        "swin_tiny": "swin_tiny_patch4_window7_224"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  framework: str  # "vig" (ours), "flax" (flax_deit), "timm_eager", "timm_compiled"
+  model: str
+  res: int
+  mode: str  # "train" or "eval"
+  batch: int
+  overrides: tuple = ()  # size overrides, (name, value) pairs
+
+  @property
+  def label(self):
+    return f"{self.framework}:{self.model}@{self.res}/{self.mode}/b{self.batch}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  title: str
+  ours: Job
+  peers: tuple
+  bar: float = 0.0  # ours / fastest peer must reach this (0: no bar)
+
+
+def peers(model, res, mode, batch, frameworks=("timm_eager", "timm_compiled", "flax"), overrides=()):
+  return tuple(Job(f, model, res, mode, batch, overrides) for f in frameworks)
+
+
+def full_set():
+  timm_only = ("timm_eager", "timm_compiled")
+  workloads = [
+      Workload("ViG-S train 224 b128 vs DeiT-S", Job("vig", "vig_s", 224, "train", 128),
+               peers("deit_small", 224, "train", 128), 1.0),
+      Workload("ViG-S eval 224 b256 vs DeiT-B", Job("vig", "vig_s", 224, "eval", 256),
+               peers("deit_base", 224, "eval", 256), 2.0),
+      Workload("ViG-T eval 1024 b16 vs DeiT-T", Job("vig", "vig_t", 1024, "eval", 16),
+               peers("deit_tiny", 1024, "eval", 16), 2.0),
+      Workload("ViG-H-T train 224 b128 vs ConvNeXt-T, Swin-T", Job("vig", "vig_h_t", 224, "train", 128),
+               peers("convnext_tiny", 224, "train", 128, timm_only) +
+               peers("swin_tiny", 224, "train", 128, timm_only), 1.0),
+      Workload("ViG-S eval 224 b256 vs DeiT-S", Job("vig", "vig_s", 224, "eval", 256),
+               peers("deit_small", 224, "eval", 256)),  # no bar: last, in case time runs out
+  ]
+  # Time per token, 224 -> 2048, each batch holding ~50-65k tokens.
+  per_token = [Job("vig", "vig_t", res, "eval", batch)
+               for res, batch in ((224, 256), (512, 64), (1024, 16), (2048, 4))]
+  return workloads, per_token
+
+
+def smoke_set():
+  tiny = (("depth", 2),)
+  workloads = [
+      Workload("ViG-T train 64 b4 vs DeiT-T", Job("vig", "vig_t", 64, "train", 4, tiny),
+               peers("deit_tiny", 64, "train", 4, overrides=tiny), 1.0),
+      Workload("ViG-T eval 64 b4 vs DeiT-T", Job("vig", "vig_t", 64, "eval", 4, tiny),
+               peers("deit_tiny", 64, "eval", 4, overrides=tiny), 2.0),
+  ]
+  per_token = [Job("vig", "vig_t", 64, "eval", 4, tiny), Job("vig", "vig_t", 128, "eval", 1, tiny)]
+  return workloads, per_token
 
 
 def timed(fn, warmup, iters, repeats=3):
@@ -51,208 +112,304 @@ def timed(fn, warmup, iters, repeats=3):
   return statistics.median(times)
 
 
-def planned_bytes(compiled):
+def planned_gib(compiled):
   stats = compiled.memory_analysis()
   return (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-          - stats.alias_size_in_bytes)
+          - stats.alias_size_in_bytes) / 2**30
 
 
-def vig_eval(name, size, batch, dtype, iters, overrides, bigla_impl):
-  kwargs = {} if "_h_" in name else {"img_size": size}
-  model = create_model(name, dtype=dtype, bigla_impl=bigla_impl, **kwargs, **overrides)
-  images = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, 3), jnp.float32)
-  variables = jax.jit(model.init)(jax.random.PRNGKey(0), images[:1])
+def compile_timed(lower):
   start = time.perf_counter()
-  compiled = jax.jit(model.apply).lower(variables, images).compile()
-  compile_s = time.perf_counter() - start
-  seconds = timed(lambda: compiled(variables, images).block_until_ready(), 2, iters)
-  return {"img_per_s": batch / seconds, "ms_per_batch": seconds * 1e3,
-          "memory_gib": planned_bytes(compiled) / 2**30, "compile_s": compile_s}
+  compiled = lower().compile()
+  return compiled, time.perf_counter() - start
 
 
-def vig_train(name, size, batch, dtype, iters, overrides, bigla_impl):
-  config = imagenet.get_config(name)
-  config.data = ml_collections.ConfigDict(dict(source="synthetic", num_classes=1000))
-  config.update(image_size=size, batch_size=batch, eval_batch_size=batch, dtype=dtype,
-                bigla_impl=bigla_impl)
-  config.model_kwargs.update(overrides)
-  if "_h_" not in name:
-    config.model_kwargs.img_size = size
-  s = trainer.setup(config)
+def result(job, seconds, **extra):
+  return {"img_per_s": job.batch / seconds, "ms_per_batch": seconds * 1e3, **extra}
+
+
+def vig_step(job):
+  """(run, compiled, compile_s): ViG's compiled eval or train step on `job`'s shapes.
+
+  run() makes one call and blocks on its result; the train state lives on between calls.
+  """
+  if job.mode == "eval":
+    kwargs = {} if "_h_" in job.model else {"img_size": job.res}
+    model = create_model(job.model, dtype=jnp.bfloat16, **kwargs, **dict(job.overrides))
+    images = jax.random.normal(jax.random.PRNGKey(0), (job.batch, job.res, job.res, 3), jnp.float32)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), images[:1])
+    compiled, compile_s = compile_timed(lambda: jax.jit(model.apply).lower(variables, images))
+    return lambda: compiled(variables, images).block_until_ready(), compiled, compile_s
+  config, s = vig_train_setup(job.model, job.res, job.batch, job.overrides)
   with jax.set_mesh(s.mesh):
-    state = trainer.init_state(config, s)
-    rng = np.random.default_rng(0)
-    batch_arrays = sharding.global_batch(
-        {"image": rng.standard_normal((batch, size, size, 3), np.float32),
-         "label": rng.integers(0, 1000, batch).astype(np.int32)}, s.mesh)
-    step = trainer.jit_train_step(config, s)
-    start = time.perf_counter()
-    compiled = step.lower(state, batch_arrays).compile()
-    compile_s = time.perf_counter() - start
-    holder = [state]
+    holder = [trainer.init_state(config, s)]
+    batch = synthetic_batch(job.res, job.batch, s.mesh)
+    compiled, compile_s = compile_timed(
+        lambda: trainer.jit_train_step(config, s).lower(holder[0], batch))
+
+  def run():
+    holder[0], metrics = compiled(holder[0], batch)
+    metrics["loss"].block_until_ready()
+
+  return run, compiled, compile_s
+
+
+def vig_train_setup(model, res, batch, overrides=(), mesh=None, dtype="bfloat16"):
+  """The training code's own (config, Setup) for `model` on synthetic data."""
+  config = imagenet.get_config(model)
+  config.data = ml_collections.ConfigDict(dict(source="synthetic", num_classes=1000))
+  config.update(image_size=res, batch_size=batch, eval_batch_size=batch, dtype=dtype)
+  config.model_kwargs.update(dict(overrides))
+  if mesh:
+    config.mesh.update(mesh)
+  return config, trainer.setup(config)
+
+
+def synthetic_batch(res, batch, mesh, seed=0):
+  rng = np.random.default_rng(seed)
+  return sharding.global_batch(
+      {"image": rng.standard_normal((batch, res, res, 3), np.float32),
+       "label": rng.integers(0, 1000, batch).astype(np.int32)}, mesh)
+
+
+def vig_peer(job, iters):
+  run, compiled, compile_s = vig_step(job)
+  return result(job, timed(run, 2, iters), memory_gib=planned_gib(compiled), compile_s=compile_s)
+
+
+def flax_peer(job, iters):
+  """The Flax DeiT: eval = jit(apply); train = forward, backward, clipping + AdamW (optim.py)."""
+  images = jax.random.normal(jax.random.PRNGKey(0), (job.batch, job.res, job.res, 3), jnp.float32)
+  labels = jax.random.randint(jax.random.PRNGKey(1), (job.batch,), 0, 1000)
+  make = lambda impl: flax_deit.create(job.model, implementation=impl, dtype=jnp.bfloat16,
+                                       **dict(job.overrides))
+  params = jax.jit(make(None).init)(jax.random.PRNGKey(0), images[:1])["params"]
+  tx = optim.create_optimizer(optax.constant_schedule(1e-3), weight_decay=0.05)
+  if job.mode == "eval":
+    build = lambda impl: functools.partial(make(impl).apply, {"params": params})
+    args = (images,)
+  else:
+    def build(impl):
+      model = make(impl)
+
+      def step(params, opt_state, images, labels):
+        def loss_fn(p):
+          logits = model.apply({"params": p}, images)
+          return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+      return step
+    args = (params, tx.init(params), images, labels)
+  start = time.perf_counter()
+  compiled, impl, refusals = flax_deit.compile_with_fallback(build, args)
+  compile_s = time.perf_counter() - start
+  if job.mode == "eval":
+    run = lambda: compiled(images).block_until_ready()
+  else:
+    holder = list(args[:2])
 
     def run():
-      holder[0], metrics = compiled(holder[0], batch_arrays)
-      metrics["loss"].block_until_ready()
+      holder[0], holder[1], loss = compiled(*holder, images, labels)
+      loss.block_until_ready()
+  seconds = timed(run, 2, iters)
+  return result(job, seconds, memory_gib=planned_gib(compiled), compile_s=compile_s,
+                attention=impl, attention_refused=refusals)
 
-    seconds = timed(run, 2, iters)
-  return {"img_per_s": batch / seconds, "ms_per_batch": seconds * 1e3,
-          "memory_gib": planned_bytes(compiled) / 2**30, "compile_s": compile_s}
+
+def timm_peer(job, iters):
+  """timm eager or under torch.compile: eval = forward; train = forward, backward, fused AdamW."""
+  import torch
+  row = _timm_measure(job, iters)
+  if torch.cuda.is_available():
+    torch.cuda.empty_cache()  # the next job, PyTorch's or JAX's, gets the memory back
+  torch._dynamo.reset()
+  return row
 
 
-def deit(name, size, batch, train, iters):
+def _timm_measure(job, iters):
   import timm
   import torch
-  model = timm.create_model(DEIT[name], img_size=size, num_classes=1000).cuda()
-  images = torch.randn(batch, 3, size, size, device="cuda")
-  labels = torch.randint(0, 1000, (batch,), device="cuda")
-  torch.cuda.reset_peak_memory_stats()
-  if train:
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  kwargs = {"img_size": job.res} if job.model.startswith("deit") else {}
+  model = timm.create_model(TIMM[job.model], num_classes=1000, **kwargs, **dict(job.overrides))
+  model = model.to(device).train(job.mode == "train")
+  forward = torch.compile(model) if job.framework == "timm_compiled" else model
+  images = torch.randn(job.batch, 3, job.res, job.res, device=device)
+  labels = torch.randint(0, 1000, (job.batch,), device=device)
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+  autocast = functools.partial(torch.autocast, device, dtype=torch.bfloat16)
+  if job.mode == "train":
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device == "cuda")
 
     def run():
-      with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
+      with autocast():
+        loss = torch.nn.functional.cross_entropy(forward(images), labels)
       opt.zero_grad(set_to_none=True)
       loss.backward()
       opt.step()
-      torch.cuda.synchronize()
+      sync()
   else:
-    model.eval()
-
     def run():
-      with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        model(images)
-      torch.cuda.synchronize()
-  seconds = timed(run, 3, iters)
-  return {"img_per_s": batch / seconds, "ms_per_batch": seconds * 1e3,
-          "memory_gib": torch.cuda.max_memory_allocated() / 2**30}
+      with torch.no_grad(), autocast():
+        forward(images)
+      sync()
+  if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+  start = time.perf_counter()
+  run()  # the compile, for torch.compile
+  first_s = time.perf_counter() - start
+  seconds = timed(run, 2, iters)
+  extra = {"compile_s": first_s} if job.framework == "timm_compiled" else {}
+  if device == "cuda":
+    extra["memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+  return result(job, seconds, **extra)
 
 
-def torch_available():
+RUNNERS = {"vig": vig_peer, "flax": flax_peer, "timm_eager": timm_peer, "timm_compiled": timm_peer}
+
+
+def timm_available():
   try:
     import timm  # noqa: F401
-    import torch
-    return torch.cuda.is_available()
+    import torch  # noqa: F401
+    return True
   except ImportError:
     return False
 
 
-def run_all(workloads, iters, with_deit, bigla_impl, modes, log):
-  rows = []
+def jobs_of(workloads, per_token, frameworks):
+  """Every distinct job of `frameworks` (vig, flax, timm) once, timm first.
 
-  def record(row):
+  timm first: its peers are every ratio's reference, and PyTorch hands its cached memory back
+  (empty_cache) before JAX, which reserves most of the GPU's memory when it starts.
+  """
+  jobs = []
+  for job in [j for w in workloads for j in (w.ours, *w.peers)] + per_token:
+    if job not in jobs and job.framework.split("_")[0] in frameworks:
+      jobs.append(job)
+  return sorted(jobs, key=lambda j: not j.framework.startswith("timm"))
+
+
+def run_all(jobs, iters, log):
+  rows = []
+  for job in jobs:
+    print(f"running {job.label}", flush=True)
+    row, start = {"job": job.label, **dataclasses.asdict(job)}, time.perf_counter()
+    try:
+      row.update(RUNNERS[job.framework](job, iters))
+    except Exception as e:  # noqa: BLE001 -- one failed peer must not lose the run's other rows
+      row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+    row["elapsed_s"] = time.perf_counter() - start  # set-up, compiles and timing: for planning
     rows.append(row)
     print(json.dumps(row), flush=True)
     log.write(json.dumps(row) + "\n")
     log.flush()
-
-  for name, size, eval_batch, train_batch, dtypes, overrides in workloads:
-    for dtype in dtypes:
-      for mode, batch, fn in (("eval", eval_batch, vig_eval), ("train", train_batch, vig_train)):
-        if mode not in modes:
-          continue
-        row = {"model": name, "res": size, "mode": mode, "dtype": dtype, "batch": batch}
-        row.update(fn(name, size, batch, dtype, iters, overrides, bigla_impl))
-        record(row)
-    if with_deit and name in DEIT:
-      for mode, batch in (("eval", eval_batch), ("train", train_batch)):
-        row = {"model": DEIT[name].split("_patch")[0], "res": size, "mode": mode,
-               "dtype": "bf16-autocast", "batch": batch}
-        row.update(deit(name, size, batch, mode == "train", iters))
-        record(row)
-  if with_deit and any(w[:2] == ("vig_s", 224) for w in workloads):  # ViG-S eval's stretch bar
-    row = {"model": "deit_base", "res": 224, "mode": "eval", "dtype": "bf16-autocast", "batch": 256}
-    row.update(deit("vig_b", 224, 256, False, iters))
-    record(row)
   return rows
 
 
-def find(rows, model, res, mode, dtype="bfloat16"):
-  for r in rows:
-    if r["model"] == model and r["res"] == res and r["mode"] == mode and r["dtype"] in (dtype, "bf16-autocast"):
-      return r
-  return None
+def _fmt(x, spec):
+  return "–" if x is None else format(x, spec)
 
 
-def summary(rows):
-  """Markdown: the table, then the ratios the bars are stated in."""
-  lines = ["| model | res | mode | dtype | batch | img/s | ms/batch | memory GiB | compile s |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  for r in rows:
-    lines.append(f"| {r['model']} | {r['res']} | {r['mode']} | {r['dtype']} | {r['batch']} | "
-                 f"{r['img_per_s']:.0f} | {r['ms_per_batch']:.2f} | {r['memory_gib']:.2f} | "
-                 f"{r.get('compile_s', float('nan')):.1f} |")
-  ratios = []
-  for ours, theirs, mode, res in (("vig_s", "deit_small", "train", 224), ("vig_s", "deit_small", "eval", 224),
-                                  ("vig_s", "deit_base", "eval", 224), ("vig_t", "deit_tiny", "eval", 1024)):
-    a, b = find(rows, ours, res, mode), find(rows, theirs, res, mode)
-    if a and b:
-      ratios.append(f"- {ours} / {theirs} {mode} {res}: {a['img_per_s'] / b['img_per_s']:.2f}x "
-                    f"({a['img_per_s']:.0f} vs {b['img_per_s']:.0f} img/s)")
-  per_token = [(r["res"], r["ms_per_batch"] / r["batch"] / (r["res"] // 16) ** 2)
-               for r in rows if r["model"] == "vig_t" and r["mode"] == "eval" and r["dtype"] == "bfloat16"]
-  if len(per_token) > 1:
-    base = per_token[0][1]
-    ratios.append("- vig_t eval time per token vs 224: " +
-                  ", ".join(f"{res}: {t / base:.2f}x" for res, t in per_token))
-  return "\n".join(lines + [""] + ratios) + "\n"
+def _impl(row):
+  if row["framework"] == "flax":
+    return f"Flax, {row['attention']} attention"
+  return {"vig": "vig-jax", "timm_eager": "timm eager", "timm_compiled": "timm torch.compile"}[
+      row["framework"]]
 
 
-def plot(rows, path):
-  try:
-    import matplotlib
-  except ImportError:
-    print("matplotlib is not installed: no figure")
-    return
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for model, label in (("vig_t", "ViG-T (ours, JAX)"), ("deit_tiny", "DeiT-T (timm)")):
-    pts = sorted((r["res"], r["img_per_s"], r["memory_gib"]) for r in rows
-                 if r["model"] == model and r["mode"] == "eval" and r["dtype"] in ("bfloat16", "bf16-autocast"))
-    if pts:
-      res, ips, mem = zip(*pts)
-      axes[0].plot(res, ips, "o-", label=label)
-      axes[1].plot(res, mem, "o-", label=label)
-  axes[0].set(xlabel="resolution", ylabel="eval img/s (bf16)", yscale="log", title="Throughput")
-  axes[1].set(xlabel="resolution", ylabel="GiB (batch as in the table)", title="Memory")
-  for ax in axes:
-    ax.legend()
-    ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
+def report(workloads, per_token, rows, header):
+  """Markdown: a table per workload (ratio = ours / that row), the bars, time per token."""
+  by_label = {r["job"]: r for r in rows}
+  ok = lambda job: job.label in by_label and "error" not in by_label[job.label]
+  lines, bars = [header, ""], []
+  for w in workloads:
+    lines += [f"### {w.title}", "",
+              "| model | implementation | batch | img/s | ms/batch | memory GiB | compile s | ViG / this |",
+              "|---|---|---|---|---|---|---|---|"]
+    ours = by_label.get(w.ours.label)
+    for job in (w.ours, *w.peers):
+      r = by_label.get(job.label)
+      if r is None:
+        continue
+      if "error" in r:
+        lines.append(f"| {job.model} | {job.framework} | {job.batch} | failed: {r['error']} | | | | |")
+        continue
+      ratio = ours["img_per_s"] / r["img_per_s"] if ok(w.ours) else None
+      lines.append(f"| {job.model} | {_impl(r)} | {job.batch} | {r['img_per_s']:,.0f} | "
+                   f"{r['ms_per_batch']:.2f} | {_fmt(r.get('memory_gib'), '.2f')} | "
+                   f"{_fmt(r.get('compile_s'), '.1f')} | {_fmt(ratio, '.2f')}x |")
+    done = [by_label[p.label] for p in w.peers if ok(p)]
+    if ok(w.ours) and done:
+      best = max(done, key=lambda r: r["img_per_s"])
+      ratio = ours["img_per_s"] / best["img_per_s"]
+      lines += ["", f"Fastest peer: {best['model']} ({_impl(best)}), {best['img_per_s']:,.0f} img/s; "
+                f"ViG / fastest peer = **{ratio:.2f}x**"]
+      if w.bar:
+        bars.append(f"| {w.title}: ViG / fastest peer ≥ {w.bar:.1f}x | {ratio:.2f}x "
+                    f"({best['model']}, {_impl(best)}) | {'**met**' if ratio >= w.bar else 'missed'} |")
+    elif w.bar:
+      bars.append(f"| {w.title}: ViG / fastest peer ≥ {w.bar:.1f}x | not measured | – |")
+    lines.append("")
+  tokens = [(j, by_label[j.label]) for j in per_token if ok(j)]
+  if tokens:
+    lines += ["### ViG-T eval: time per token", "", "| res | batch | img/s | µs per token | vs first |",
+              "|---|---|---|---|---|"]
+    per = [r["ms_per_batch"] * 1e3 / (j.batch * (j.res // 16) ** 2) for j, r in tokens]
+    for (j, r), t in zip(tokens, per):
+      lines.append(f"| {j.res} | {j.batch} | {r['img_per_s']:,.1f} | {t:.4f} | {t / per[0]:.2f}x |")
+    growth = max(per) / per[0]
+    bars.append(f"| time per token {tokens[0][0].res} → {tokens[-1][0].res} grows ≤ 1.15x | "
+                f"{growth:.2f}x (largest) | {'**met**' if growth <= 1.15 else 'missed'} |")
+    lines.append("")
+  lines += ["### Bars", "", "| bar | result | |", "|---|---|---|", *bars]
+  return "\n".join(lines) + "\n"
 
 
 def main():
+  xla_flags.set_default_flags()  # as train.py runs
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="benchmarks/results")
-  parser.add_argument("--smoke", action="store_true", help="one tiny workload, any backend")
-  parser.add_argument("--iters", type=int, default=10)
-  parser.add_argument("--bigla_impl", default="auto")
-  parser.add_argument("--workloads", default="", help="subset as model@res, e.g. vig_s@224,vig_t@1024")
-  parser.add_argument("--dtypes", default="", help="subset, e.g. bfloat16")
-  parser.add_argument("--modes", default="eval,train", help="ViG modes to run (DeiT runs both)")
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes, any backend")
+  parser.add_argument("--iters", type=int, default=10, help="calls per timed repeat")
+  parser.add_argument("--frameworks", default="vig,flax,timm",
+                      help="which to run: vig (ours), flax (the Flax DeiT), timm (eager + compiled)")
+  parser.add_argument("--report", nargs="+", default=(),
+                      help="only redo the tables from these rows files (.jsonl of earlier runs)")
   args = parser.parse_args()
+  workloads, per_token = smoke_set() if args.smoke else full_set()
+  frameworks = set(args.frameworks.split(","))
+  if not frameworks <= {"vig", "flax", "timm"}:
+    sys.exit(f"model_bench: --frameworks {args.frameworks!r}: choose from vig, flax, timm")
   os.makedirs(args.out, exist_ok=True)
-  workloads = SMOKE if args.smoke else FULL
-  if args.workloads:
-    workloads = [w for w in workloads if f"{w[0]}@{w[1]}" in args.workloads.split(",")]
-  if args.dtypes:
-    workloads = [(*w[:4], tuple(d for d in w[4] if d in args.dtypes.split(",")), w[5])
-                 for w in workloads]
-  with_deit = not args.smoke and torch_available()
-  with open(os.path.join(args.out, "model_bench.jsonl"), "w") as log:  # rows as they come
-    rows = run_all(workloads, 2 if args.smoke else args.iters, with_deit, args.bigla_impl,
-                   args.modes.split(","), log)
-  device = jax.devices()[0].device_kind
-  with open(os.path.join(args.out, "model_bench.json"), "w") as f:
-    json.dump({"device": device, "jax": jax.__version__, "rows": rows}, f, indent=1)
-  text = f"device: {device}, jax {jax.__version__}\n\n" + summary(rows)
+  if args.report:
+    rows = []
+    for path in args.report:
+      with open(path) as f:
+        rows += [json.loads(line) for line in f if line.strip()]
+    header = "Tables from the rows of " + ", ".join(args.report)
+  else:
+    with_timm = "timm" in frameworks and timm_available()
+    if "timm" in frameworks and not with_timm:
+      print("timm/torch do not import: the timm peers are skipped", flush=True)
+    jobs = jobs_of(workloads, per_token, frameworks if with_timm else frameworks - {"timm"})
+    with open(os.path.join(args.out, "model_bench.jsonl"), "w") as log:  # rows as they come
+      rows = run_all(jobs, 2 if args.smoke else args.iters, log)
+    versions = {"jax": jax.__version__}
+    if with_timm:
+      import timm
+      import torch
+      versions.update(torch=torch.__version__, timm=timm.__version__)
+    device = jax.devices()[0].device_kind
+    header = (f"device: {device}; " + ", ".join(f"{k} {v}" for k, v in versions.items()) +
+              f"; XLA_FLAGS={os.environ['XLA_FLAGS']}")
+    with open(os.path.join(args.out, "model_bench.json"), "w") as f:
+      json.dump({"device": device, **versions, "rows": rows}, f, indent=1)
+  text = report(workloads, per_token, rows, header)
   with open(os.path.join(args.out, "model_bench.md"), "w") as f:
     f.write(text)
-  plot(rows, os.path.join(args.out, "model_bench.png"))
   print(text)
 
 

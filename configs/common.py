@@ -1,4 +1,4 @@
-"""Defaults shared by every config: the original ImageNet recipe (DESIGN.md §3)."""
+"""Defaults shared by every config: the original ImageNet recipe (docs/recipe.md)."""
 import ml_collections
 
 
@@ -30,6 +30,7 @@ def base_config():
   c.warmup_lr = 5e-7
   c.min_lr = 5e-6
   c.weight_decay = 0.05
+  c.layer_decay = 1.0  # < 1: layer-wise lr decay (fine-tuning; see optim.scale_by_layer_decay)
   c.grad_clip = 5.0
   c.ema_decay = 0.9999
   c.label_smoothing = 0.1
@@ -44,6 +45,8 @@ def base_config():
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   c.eval_every_steps = 0  # 0: evaluate at the end only
-  c.init_from = ""  # a converted original checkpoint (python -m vig_jax.convert)
+  # A converted checkpoint (python -m vig_jax.convert): a head of another class count is
+  # re-initialised, the position embedding resized to image_size; the rest must match.
+  c.init_from = ""
   c.eval_from = ""  # --mode=eval on a converted checkpoint instead of the workdir's
   return c

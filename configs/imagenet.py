@@ -1,4 +1,4 @@
-"""ImageNet-1k from scratch, the original recipe (DESIGN.md §3): 300 epochs, global batch 1024.
+"""ImageNet-1k from scratch, the original recipe (docs/recipe.md): 300 epochs, global batch 1024.
 
   python train.py --config=configs/imagenet.py:vig_s --workdir=gs://bucket/vig_s \
       --config.data.data_dir=gs://bucket/tfds --config.data.manual_dir=/path/to/imagenet_tars

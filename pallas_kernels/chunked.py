@@ -1,4 +1,4 @@
-"""Chunked BiGLA in plain XLA (DESIGN.md §2): matmuls inside chunks, a short scan across chunks.
+"""Chunked BiGLA in plain XLA (docs/bigla.md): matmuls inside chunks, a short scan across chunks.
 
 The sequence is cut into chunks of C tokens and each chunk into sub-chunks of c tokens. Inside a
 chunk the two directions share one C×C score matrix (forward part lower-triangular, backward part

@@ -2,6 +2,8 @@
 import os
 import subprocess
 import sys
+import types
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import fixture_meta, load_fixture, state_dict_of
-from vig_jax import convert, create_model, pretrained
+from vig_jax import convert, create_model, pretrained, weight_files
 
 FIXTURES = sorted(fixture_meta())
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,7 +113,7 @@ def test_cli_round_trip_full_size(tmp_path, official_state_dicts):
   out = tmp_path / "converted"
   result = _run_cli("--model=vig_t", f"--src={src}", f"--out={out}")
   assert result.returncode == 0, result.stderr
-  params, meta = pretrained.load(str(out))
+  params, meta = pretrained.restore(str(out))
   assert meta == {"model": "vig_t", "model_kwargs": {"num_classes": 1000, "img_size": 224}}
   np.testing.assert_array_equal(params["head"]["kernel"], sd["head.weight"].T)
   np.testing.assert_array_equal(params["blocks_3"]["mixer"]["in_proj"]["kernel"],
@@ -132,21 +134,90 @@ def test_cli_bad_inputs(tmp_path):
 
 @pytest.fixture
 def torch():
-  return pytest.importorskip("torch")  # in requirements.txt: the converter reads .pth with it
+  # In requirements.txt: the tests write the original's .pth files with it (reading needs no torch).
+  return pytest.importorskip("torch")
 
 
-def test_pth_is_read_with_weights_only(tmp_path, official_state_dicts, torch):
+def _random_state_dict(torch, entry, seed):
+  rng = np.random.default_rng(seed)
+  return {k: torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+          for k, shape in entry["state_dict"].items()}
+
+
+def _training_checkpoint(torch, path, model, model_ema):
+  """What the original's training script saves: model, EMA, optimizer, scheduler, its config (a
+  yacs CfgNode, a class this environment cannot import) and counters."""
+  config_module = types.ModuleType("yacs.config")
+
+  class CfgNode(dict):
+    pass
+
+  CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
+  config_module.CfgNode = CfgNode
+  config = CfgNode(MODEL=CfgNode(NAME="vig_tiny"), TRAIN=CfgNode(EPOCHS=300))
+  weight = torch.nn.Parameter(torch.zeros(3))
+  optimizer = torch.optim.AdamW([weight])
+  weight.grad = torch.ones(3)
+  optimizer.step()
+  scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 10)
+  with mock.patch.dict(sys.modules, {"yacs": types.ModuleType("yacs"), "yacs.config": config_module}):
+    torch.save({"model": model, "model_ema": model_ema, "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "max_accuracy": np.float64(77.2),
+                "epoch": 299, "config": config}, path)
+  assert "yacs" not in sys.modules  # nothing can import the config's class when reading it
+
+
+def test_full_training_checkpoint_of_the_original(tmp_path, official_state_dicts, torch):
+  """Read without torch or code: the `model` entry is converted, and the CLI says so; DataParallel's
+  'module.' prefix is stripped (said too)."""
   entry = official_state_dicts["vig_t"]
-  rng = np.random.default_rng(1)
-  sd = {k: torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
-        for k, shape in entry["state_dict"].items()}
+  sd = _random_state_dict(torch, entry, 1)
   src = tmp_path / "vig_t.pth"
-  torch.save({"model": sd, "epoch": 300}, src)  # the original's checkpoint layout
+  _training_checkpoint(torch, src, {f"module.{k}": v for k, v in sd.items()},
+                       _random_state_dict(torch, entry, 2))
   out = tmp_path / "converted"
   result = _run_cli("--model=vig_t", f"--src={src}", f"--out={out}")
   assert result.returncode == 0, result.stderr
-  params, _ = pretrained.load(str(out))
+  assert "converting 'model' (the file also holds 'model_ema'; --key picks another)" in result.stderr
+  assert "stripped the 'module.' prefix" in result.stderr
+  params, _ = pretrained.restore(str(out))
   np.testing.assert_array_equal(params["pos_embed"], sd["pos_embed"].numpy())
+
+
+def test_key_picks_the_entry(tmp_path, official_state_dicts, torch):
+  entry = official_state_dicts["vig_t"]
+  model, ema = _random_state_dict(torch, entry, 1), _random_state_dict(torch, entry, 2)
+  src = tmp_path / "vig_t.pth"
+  _training_checkpoint(torch, src, model, ema)
+  picked = weight_files.read_state_dict(str(src), key="model_ema")
+  np.testing.assert_array_equal(picked["head.weight"], ema["head.weight"].numpy())
+  with pytest.raises(ValueError, match=r"no state dict under key 'ema'; it has \['config', 'epoch'"):
+    weight_files.read_state_dict(str(src), key="ema")
+  np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in model.items()})
+  with pytest.raises(ValueError, match="--key picks an entry of a .pth training checkpoint"):
+    weight_files.read_state_dict(str(tmp_path / "w.npz"), key="model")
+
+
+def test_damaged_or_non_float_files_are_one_line_errors(tmp_path):
+  sd = state_dict_of(load_fixture("tiny_plain_act"))
+  np.savez(tmp_path / "full.npz", **sd)
+  data = (tmp_path / "full.npz").read_bytes()
+  (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+  from safetensors.numpy import save_file
+  save_file({"head.bias": np.arange(10, dtype=np.int32), "head.weight": sd["head.weight"]},
+            str(tmp_path / "ints.safetensors"))
+  (tmp_path / "cut.safetensors").write_bytes((tmp_path / "ints.safetensors").read_bytes()[:100])
+  (tmp_path / "cut.pth").write_bytes(data[:len(data) // 2])
+  for name, message in (("cut.npz", "truncated or not an .npz file"),
+                        ("ints.safetensors", "weights must be floating point; got head.bias (int32)"),
+                        ("cut.safetensors", "truncated or not a .safetensors file"),
+                        ("cut.pth", "not a torch zip checkpoint")):
+    result = _run_cli("--model=vig_t", f"--src={tmp_path / name}", f"--out={tmp_path / 'out'}")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and "Traceback" not in result.stderr, name
+    assert lines[-1].startswith("convert: error: cannot read" if "cut" in name
+                                else "convert: error:") and message in lines[-1], lines[-1]
+    assert not (tmp_path / "out").exists()
 
 
 class _Exploit:
@@ -165,6 +236,6 @@ def test_pickle_that_would_execute_code_is_refused(tmp_path, torch):
   torch.save({"model": {"head.weight": _Exploit(marker)}}, src)
   result = _run_cli("--model=vig_t", f"--src={src}", f"--out={tmp_path / 'out'}")
   assert result.returncode != 0
-  assert "refusing" in result.stderr.strip().splitlines()[-1]
+  assert "entries that are not tensors: head.weight (system)" in result.stderr.strip().splitlines()[-1]
   assert not marker.exists()
   assert not (tmp_path / "out").exists()

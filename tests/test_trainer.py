@@ -162,7 +162,7 @@ def test_init_from_and_eval_from_a_converted_checkpoint(tmp_path):
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32) * 0.05,
                         s.abstract_state.params)
-  pretrained.save(str(tmp_path / "converted"), params, "vig_t", {})
+  pretrained.save(str(tmp_path / "converted"), params, "vig_t", dict(config.model_kwargs))
   config.init_from = str(tmp_path / "converted")
   trainer.train_and_evaluate(config, str(tmp_path / "run"))  # lr 0: the params stay as loaded
   for a, b in zip(jax.tree.leaves(params_of(str(tmp_path / "run"), config).params),

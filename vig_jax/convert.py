@@ -2,6 +2,7 @@
 
 Library: `convert_official(state_dict, kind, **original_kwargs) -> (model, variables)`.
 CLI:     python -m vig_jax.convert --model vig_s --src ckpt.pth --out DIR
+         python -m vig_jax.convert --model vig_s --from-hub [--revision R] --out DIR
 """
 import os
 import re
@@ -12,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from vig_jax import pretrained
+from vig_jax import hub, pretrained
 from vig_jax.models import MODELS, ViG, create_model
+from vig_jax.weight_files import read_state_dict
 
 # (our param path, the original's state_dict key) as regex substitutions, tried in order.
 _PLAIN_RULES = [
@@ -160,36 +162,7 @@ def convert_official(state_dict, kind, **original_kwargs):
   return model, convert_state_dict(state_dict, model)
 
 
-def read_state_dict(path):
-  """Reads .pth (torch, weights_only: never unpickles code), .npz or .safetensors into numpy."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no checkpoint file at {path}")
-  ext = os.path.splitext(path)[1].lower()
-  if ext in (".pth", ".pt", ".bin"):
-    try:
-      import torch  # optional: only this format needs it
-    except ImportError as e:
-      raise RuntimeError(f"reading {path} needs torch; or convert it to .safetensors/.npz first") from e
-    try:
-      obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError (and others) for unsafe or corrupt files
-      raise ValueError(f"refusing {path}: not a plain weights file ({type(e).__name__})") from e
-    for wrapper in ("model_ema", "model", "state_dict"):
-      if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-        obj = obj[wrapper]
-        break
-    return {k: v.float().numpy() for k, v in obj.items()}
-  if ext == ".npz":
-    with np.load(path, allow_pickle=False) as data:
-      return {k.removeprefix("sd/"): data[k] for k in data.files
-              if k.startswith("sd/") or "sd/" + k not in data.files}
-  if ext == ".safetensors":
-    from safetensors.numpy import load_file
-    return load_file(path)
-  raise ValueError(f"unknown checkpoint format {ext!r} for {path}; use .pth, .npz or .safetensors")
-
-
-def _size_overrides(name, state_dict):
+def size_overrides(name, state_dict):
   """num_classes (and for plain ViG img_size) as the checkpoint has them."""
   head = state_dict.get("head.weight", state_dict.get("classifier.head.weight"))
   overrides = {"num_classes": int(head.shape[0])} if head is not None else {}
@@ -202,23 +175,36 @@ def _size_overrides(name, state_dict):
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", None, sorted(MODELS), "Model size of the checkpoint.")
 flags.DEFINE_string("src", None, "Original checkpoint: .pth, .npz or .safetensors.")
+flags.DEFINE_bool("from-hub", False, f"Convert the released weights from the hub ({hub.REPO_ID}).")
+flags.DEFINE_string("revision", None, "Hub revision (branch, tag or commit) with --from-hub.")
+flags.DEFINE_string("key", None, "Entry of a training checkpoint to convert, e.g. model_ema "
+                    "(default: model, else model_ema, else state_dict, else the whole file).")
 flags.DEFINE_string("out", None, "New (or empty) directory for the Orbax checkpoint.")
+
+
+def _source():
+  from_hub = FLAGS["from-hub"].value
+  if bool(FLAGS.src) == from_hub:
+    raise ValueError("give either --src=FILE or --from-hub")
+  if FLAGS.revision and not from_hub:
+    raise ValueError("--revision needs --from-hub")
+  return hub.download(FLAGS.model, FLAGS.revision) if from_hub else FLAGS.src
 
 
 def main(argv):
   del argv
   try:
-    state_dict = read_state_dict(FLAGS.src)
-    overrides = {k: v for k, v in _size_overrides(FLAGS.model, state_dict).items()
-                 if k in ("num_classes", "img_size")}
+    pretrained.check_new_directory(FLAGS.out)  # before any download or compute
+    state_dict = read_state_dict(_source(), key=FLAGS.key)
+    overrides = size_overrides(FLAGS.model, state_dict)
     model = create_model(FLAGS.model, **overrides)
     variables = convert_state_dict(state_dict, model)
     pretrained.save(FLAGS.out, variables["params"], FLAGS.model, overrides)
-  except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+  except (ValueError, OSError) as e:  # OSError: FileNotFoundError, FileExistsError, hub errors
     sys.exit(f"convert: error: {e}")
   print(f"wrote {FLAGS.model} {overrides} params to {os.path.abspath(FLAGS.out)}")
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["model", "src", "out"])
+  flags.mark_flags_as_required(["model", "out"])
   app.run(main)

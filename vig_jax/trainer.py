@@ -19,7 +19,7 @@ from jax.experimental import multihost_utils
 from vig_jax import checkpointing, optim, pretrained, sharding, workdir as workdir_lib
 from vig_jax.data import dataset_info, eval_iterator, train_iterator
 from vig_jax.metric_writers import MetricWriter, Progress
-from vig_jax.models import ViG, create_model, layers, model_fields
+from vig_jax.models import ViG, create_model, model_fields
 from vig_jax.train_state import TrainState, create_state, make_eval_step, make_train_step
 
 
@@ -118,14 +118,6 @@ def setup(config):
   except (ValueError, TypeError) as e:
     raise ConfigError(str(e)) from e
   _check_config(config, mesh, model)
-  for directory in (config.init_from, config.eval_from):
-    if directory:
-      try:
-        converted = pretrained.load_meta(directory)["model"]
-      except FileNotFoundError as e:
-        raise ConfigError(str(e)) from e
-      if converted != config.model:
-        raise ConfigError(f"{directory} holds {converted} params, the config is {config.model}")
 
   steps_per_epoch = max(info.num_train // config.batch_size, 1)
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
@@ -133,10 +125,12 @@ def setup(config):
   schedule = optim.learning_rate(base_lr=config.base_lr, batch_size=config.batch_size,
                                  total_steps=total_steps, warmup_steps=warmup_steps,
                                  warmup_lr=config.warmup_lr, min_lr=config.min_lr)
-  tx = optim.create_optimizer(schedule, weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+  tx = optim.create_optimizer(schedule, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
+                              layer_decay=config.layer_decay)
   init = functools.partial(create_state, model, tx, image_size=config.image_size)
   with jax.set_mesh(mesh):  # BiGLA's shard_map traces against the mesh
     abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+  _check_pretrained(config, model, abstract.params)
   shardings = sharding.tree_shardings(abstract, mesh)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                           abstract, shardings)
@@ -152,11 +146,25 @@ def _shardings(tree):
   return jax.tree.map(lambda x: x.sharding, tree)
 
 
-def _load_params(directory, s):
-  try:  # the model name was checked in setup; this checks every shape
-    return pretrained.load(directory, target=s.abstract_state.params)[0]
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
+def _check_pretrained(config, model, abstract_params):
+  """init_from / eval_from fit the model (metadata only): init_from may differ in its head's class
+  count, both in resolution; anything else is a ConfigError naming it."""
+  for directory, new_head in ((config.init_from, True), (config.eval_from, False)):
+    if directory:
+      try:
+        meta = pretrained.load_meta(directory)
+        if meta["model"] != config.model:
+          raise ValueError(f"{directory} holds {meta['model']} params, the config is {config.model}")
+        pretrained.check_architecture(meta, model, directory)
+        pretrained.check_fits(directory, abstract_params, new_head)
+      except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(str(e)) from e
+
+
+def _load_params(directory, s, new_head=None):
+  """Converted params fitted to the model (checked in setup): position embedding resized, and
+  with `new_head` a head of another class count replaced by it."""
+  return pretrained.restore_fitting(directory, s.abstract_state.params, new_head)
 
 
 def _restore(manager, s, **kwargs):
@@ -166,25 +174,12 @@ def _restore(manager, s, **kwargs):
     raise ConfigError(str(e)) from e
 
 
-def _resize_pos_embed(params, like):
-  """`params` with pos_embed resized (the model's bicubic) and laid out as `like`'s."""
-  if "pos_embed" not in params or params["pos_embed"].shape == like["pos_embed"].shape:
-    return params
-  grid_in, grid_out = (math.isqrt(x["pos_embed"].shape[1]) for x in (params, like))
-  logging.info("resizing pos_embed from a %dx%d to a %dx%d grid", grid_in, grid_in, grid_out,
-               grid_out)
-  resize = jax.jit(functools.partial(layers.resize_pos_embed, grid_in=(grid_in,) * 2,
-                                     grid_out=(grid_out,) * 2),
-                   out_shardings=like["pos_embed"].sharding)
-  return {**params, "pos_embed": resize(params["pos_embed"])}
-
-
 def init_state(config, s):
   """A fresh TrainState (or one started from config.init_from), laid out over the mesh."""
   state = jax.jit(s.fresh_state, out_shardings=_shardings(s.abstract_state))(
       jax.random.PRNGKey(config.seed))
   if config.init_from:
-    params = _load_params(config.init_from, s)
+    params = _load_params(config.init_from, s, new_head=state.params["head"])
     # The EMA gets its own buffers: the train step donates the state, and a buffer donated twice
     # is freed under the other alias.
     state = state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params),
@@ -373,10 +368,11 @@ def evaluate(config, workdir):
       manager.close()
       if state is None:
         raise ConfigError(f"no checkpoint in {checkpoints} to evaluate")
-      like = s.abstract_state.params
-      results = evaluate_params(config, s, _resize_pos_embed(state.params, like),
-                                _resize_pos_embed(state.ema_params, like))
       step = int(jax.device_get(state.step))
+      # Trained at another image_size: pos_embed resized to the model's grid (bicubic).
+      fit = functools.partial(pretrained.fit_params, target=s.abstract_state.params,
+                              source=f"{checkpoints}/{step}")
+      results = evaluate_params(config, s, fit(state.params), fit(state.ema_params))
   results["checkpoint_step"] = step
   if jax.process_index() == 0:
     try:

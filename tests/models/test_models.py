@@ -7,7 +7,7 @@ import pytest
 from vig_jax import create_model
 from vig_jax.models import layers
 
-# DESIGN.md §1.1 / §1.3, and the original's count in official_state_dicts.json.
+# docs/model.md, and the original's count in official_state_dicts.json.
 PARAM_COUNTS = {"vig_t": 5_834_536, "vig_s": 22_615_144, "vig_b": 89_022_184,
                 "vig_h_t": 28_600_680, "vig_h_s": 50_051_688, "vig_h_b": 88_904_360}
 

@@ -1,10 +1,10 @@
-"""Model registry: `create_model(name, **overrides)` for the six ViG sizes of DESIGN.md §1."""
+"""Model registry: `create_model(name, **overrides)` for the six ViG sizes of docs/model.md."""
 import dataclasses
 
 from vig_jax.models.hier_vig import HierViG
 from vig_jax.models.vig import ViG
 
-# Sizes of the original (DESIGN.md §1.1, §1.3).
+# Sizes of the original (docs/model.md).
 MODELS = {
     "vig_t": (ViG, dict(embed_dim=192, depth=12, num_heads=3, act_in_conv=True, out_act=True,
                         drop_path_rate=0.0)),

@@ -1,4 +1,4 @@
-"""Building blocks shared by plain and hierarchical ViG (DESIGN.md §1.2)."""
+"""Building blocks shared by plain and hierarchical ViG (docs/model.md, docs/bigla.md)."""
 import functools
 from typing import Any, Callable, Optional, Sequence
 

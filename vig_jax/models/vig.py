@@ -1,4 +1,4 @@
-"""Plain (isotropic) ViG: ViG-T/S/B (DESIGN.md §1.1)."""
+"""Plain (isotropic) ViG: ViG-T/S/B (docs/model.md, "Plain ViG")."""
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -45,7 +45,8 @@ class ViG(nn.Module):
   remat: bool = False
 
   @nn.compact
-  def __call__(self, images, train: bool = False):
+  def __call__(self, images, train: bool = False, features_only: bool = False):
+    """Logits [B, classes]; with features_only the normalised token grid [B, H/P, W/P, d]."""
     x = PatchEmbed(self.embed_dim, self.patch_size, self.dtype, name="patch_embed")(images)
     grid = PatchEmbed.grid_size(self.img_size, self.patch_size)
     pos_embed = self.param("pos_embed", nn.initializers.truncated_normal(0.02),
@@ -61,7 +62,13 @@ class ViG(nn.Module):
                 nn.initializers.normal(0.02), name=f"blocks_{i}")(x, train)
 
     x = nn.RMSNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
+    if features_only:
+      return x
     x = jnp.mean(x, axis=(1, 2))
     head = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.normal(0.02),
                     name="head")
     return head(x).astype(jnp.float32)
+
+  def features(self, images, train: bool = False):
+    """The token grid for dense tasks: `model.apply(variables, images, method="features")`."""
+    return self(images, train, features_only=True)

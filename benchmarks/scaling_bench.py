@@ -1,0 +1,145 @@
+"""Scaling of the training code's own step from 1 device to N: data-parallel and data + fsdp.
+
+  python benchmarks/scaling_bench.py --out benchmarks/results     # ViG-S 224, 128 per device, bf16
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 \\
+      python benchmarks/scaling_bench.py --smoke --out /tmp/scaling  # tiny model on 8 CPU devices
+
+Layouts: 1 device; all N devices data-parallel (mesh data=N); data + fsdp (fsdp=2, and fsdp=N
+where N > 2). Throughput is weak scaling (the per-device batch fixed): img/s, img/s per device and
+efficiency = img/s per device over the 1-device run's. Memory per device is XLA's plan for the
+compiled (partitioned) step. Correctness: every layout trains its first steps on the same global
+batch (per-device batch x N) from the same initial state, and its losses are compared with the
+1-device run's on that batch.
+Writes scaling_bench.json and scaling_bench.md.
+"""
+import os
+
+os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off on shared hosts
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import jax  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import model_bench  # noqa: E402
+from vig_jax import trainer, xla_flags  # noqa: E402
+
+# (model, resolution, per-device batch, dtype, size overrides)
+FULL = ("vig_s", 224, 128, "bfloat16", ())
+SMOKE = ("vig_t", 32, 2, "float32",
+         (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("patch_size", 8)))
+
+
+def layouts(num_devices):
+  """(name, mesh kwargs) for 1 device and for every layout of all `num_devices`."""
+  out = [("1 device", dict(data=1, fsdp=1, num_devices=1))]
+  if num_devices > 1:
+    out.append((f"data={num_devices}", dict(data=num_devices, fsdp=1, num_devices=num_devices)))
+    for fsdp in sorted({2, num_devices}):
+      if num_devices % fsdp == 0:
+        out.append((f"data={num_devices // fsdp} fsdp={fsdp}",
+                    dict(data=num_devices // fsdp, fsdp=fsdp, num_devices=num_devices)))
+  return out
+
+
+def compiled_step(spec, global_batch, mesh):
+  """(config, setup, initial state, compiled step) for the global batch on the mesh."""
+  model, res, _, dtype, overrides = spec
+  config, s = model_bench.vig_train_setup(model, res, global_batch, overrides, mesh, dtype)
+  with jax.set_mesh(s.mesh):
+    state = trainer.init_state(config, s)
+    batch = model_bench.synthetic_batch(res, global_batch, s.mesh)
+    compiled = trainer.jit_train_step(config, s).lower(state, batch).compile()
+  return config, s, state, compiled
+
+
+def first_losses(spec, s, state, compiled, global_batch, steps):
+  """(losses, state) after the first `steps` steps, each on its own synthetic global batch."""
+  losses = []
+  with jax.set_mesh(s.mesh):
+    for i in range(steps):
+      state, metrics = compiled(state, model_bench.synthetic_batch(spec[1], global_batch, s.mesh, i))
+      losses.append(float(metrics["loss"]))
+  return losses, state
+
+
+def throughput(spec, s, state, compiled, global_batch, iters):
+  with jax.set_mesh(s.mesh):
+    batch = model_bench.synthetic_batch(spec[1], global_batch, s.mesh)
+    holder = [state]
+
+    def run():
+      holder[0], metrics = compiled(holder[0], batch)
+      metrics["loss"].block_until_ready()
+
+    return global_batch / model_bench.timed(run, 2, iters)
+
+
+def run_all(spec, num_devices, steps, iters):
+  per_device = spec[2]
+  check_batch = per_device * num_devices  # the global batch every layout's losses are taken on
+  rows = []
+  for name, mesh in layouts(num_devices):
+    n = mesh["num_devices"]
+    row = {"layout": name, "devices": n, "global_batch": per_device * n, "mesh": mesh}
+    _, s, state, compiled = compiled_step(spec, per_device * n, mesh)
+    row["memory_gib_per_device"] = model_bench.planned_gib(compiled)
+    if per_device * n != check_batch:  # the 1-device run: its own compile for the shared batch
+      _, s_check, state_check, compiled_check = compiled_step(spec, check_batch, mesh)
+      row["losses"], _ = first_losses(spec, s_check, state_check, compiled_check, check_batch, steps)
+    else:  # the state is donated: time the steps from where the loss check left it
+      row["losses"], state = first_losses(spec, s, state, compiled, check_batch, steps)
+    row["img_per_s"] = throughput(spec, s, state, compiled, per_device * n, iters)
+    row["img_per_s_per_device"] = row["img_per_s"] / n
+    base = rows[0] if rows else row
+    row["efficiency"] = row["img_per_s_per_device"] / base["img_per_s_per_device"]
+    row["max_abs_loss_diff"] = max(abs(a - b) for a, b in zip(row["losses"], base["losses"]))
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  return rows, check_batch
+
+
+def report(rows, check_batch, header):
+  lines = [header, "",
+           "| layout | devices | global batch | img/s | img/s per device | efficiency | "
+           f"memory GiB per device | first losses (global batch {check_batch}) | max abs diff vs 1 device |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['layout']} | {r['devices']} | {r['global_batch']} | {r['img_per_s']:,.0f} | "
+                 f"{r['img_per_s_per_device']:,.0f} | {r['efficiency']:.1%} | "
+                 f"{r['memory_gib_per_device']:.2f} | {', '.join(f'{x:.5f}' for x in r['losses'])} | "
+                 f"{r['max_abs_loss_diff']:.2e} |")
+  return "\n".join(lines) + "\n"
+
+
+def main():
+  xla_flags.set_default_flags()  # as train.py runs
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default="benchmarks/results")
+  parser.add_argument("--smoke", action="store_true", help="tiny model, any backend")
+  parser.add_argument("--devices", type=int, default=0, help="N (0: all devices)")
+  parser.add_argument("--steps", type=int, default=3, help="first steps whose losses are compared")
+  parser.add_argument("--iters", type=int, default=10, help="calls per timed repeat")
+  args = parser.parse_args()
+  num_devices = args.devices or jax.device_count()
+  if num_devices > jax.device_count():
+    sys.exit(f"scaling_bench: --devices {num_devices} but only {jax.device_count()} devices exist")
+  os.makedirs(args.out, exist_ok=True)
+  spec = SMOKE if args.smoke else FULL
+  rows, check_batch = run_all(spec, num_devices, args.steps, 2 if args.smoke else args.iters)
+  device = jax.devices()[0].device_kind
+  header = (f"device: {num_devices} x {device}; jax {jax.__version__}; {spec[0]} {spec[1]}px "
+            f"{spec[3]}, {spec[2]} images per device")
+  with open(os.path.join(args.out, "scaling_bench.json"), "w") as f:
+    json.dump({"device": device, "jax": jax.__version__, "spec": spec, "rows": rows}, f, indent=1)
+  text = report(rows, check_batch, header)
+  with open(os.path.join(args.out, "scaling_bench.md"), "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,38 @@
+"""The step profiler: trace -> per-category device time, and the o = v ablation."""
+import jax
+import pytest
+
+from benchmarks import profile_step
+from vig_jax.models import layers
+
+
+@pytest.fixture(scope="module")
+def eval_profile():
+  job = profile_step.SMOKE[1]  # tiny ViG-T eval
+  return profile_step.profile(job, steps=1, iters=1)
+
+
+def test_profile_attributes_device_time_to_the_model_parts(eval_profile):
+  r = eval_profile
+  assert set(r["categories"]) == set(profile_step.CATEGORIES)
+  assert r["device_ms"] == pytest.approx(sum(r["categories"].values()))
+  for category in ("matmul", "BiGLA", "depthwise conv", "norm/elementwise/gating"):
+    assert r["categories"][category] > 0, category
+  assert r["categories"]["optimizer"] == 0  # eval: nothing outside the model but the output
+  assert r["step_ms"] > 0 and r["step_ms_bigla_as_identity"] > 0
+  assert any("mixer" in t["location"] for t in r["top_locations"])
+  assert layers.bigla is not None and "lambda" not in layers.bigla.__name__  # restored
+
+
+def test_categories_follow_the_hlo():
+  model = jax.numpy.ones((8, 8))
+  text = jax.jit(lambda a: jax.numpy.tanh(a @ a)).lower(model).compile().as_text()
+  instructions, computations = profile_step.parse_hlo(text)
+  assert instructions and all(computations.values())
+  assert profile_step.scope_category("jit(train_step)/transpose(jvp(ViG))/blocks_3/mixer/"
+                                     "mixer._bigla/transpose") == "BiGLA"
+  assert profile_step.scope_category("jit(apply)/ViG/blocks_0/mixer/in_proj/conv") == "depthwise conv"
+  assert profile_step.scope_category("jit(apply)/ViG/blocks_0/mixer/g_norm/mul") == \
+      "norm/elementwise/gating"
+  assert profile_step.scope_category("jit(train_step)/mul") == "optimizer"
+  assert profile_step.scope_category("jit(train_step)/jit(_beta)/jit(_gamma)/add") == "other"
