@@ -8,16 +8,19 @@ import numpy as np
 
 from pallas_kernels.associative import bigla_associative_scan
 from pallas_kernels.chunked import bigla_chunked
+from pallas_kernels.mosaic_gpu import bigla_mosaic_gpu
 from pallas_kernels.pallas_gpu import bigla_pallas_gpu
 from pallas_kernels.pallas_tpu import bigla_pallas_tpu
 from pallas_kernels.reference import bigla_reference
 
-IMPLS = ("reference", "associative_scan", "chunked", "pallas_gpu", "pallas_tpu")
+IMPLS = ("reference", "associative_scan", "chunked", "pallas_gpu", "mosaic_gpu", "pallas_tpu")
 
 
 def default_impl(backend=None):
   """The fastest implementation available on `backend` (default: jax.default_backend())."""
   backend = backend or jax.default_backend()
+  # Not mosaic_gpu yet: faster with bf16 gates, slower with the fp32 gates ViG passes (H100,
+  # 2026-11-26, BENCHMARKS.md).
   return {"gpu": "pallas_gpu", "cuda": "pallas_gpu", "tpu": "pallas_tpu"}.get(backend, "chunked")
 
 
@@ -84,10 +87,12 @@ def bigla(q, k, v, log_gate_fwd, log_gate_bwd, *, impl="auto", chunk_size=None, 
     q, k, log_gate_fwd, log_gate_bwd: [batch, length, heads, dk]; log-gates are log-decays (< 0).
     v: [batch, length, heads, dv].
     impl: "auto" (pallas_gpu on GPU, pallas_tpu on TPU once checked against chunked there,
-      chunked elsewhere), or one of IMPLS.
+      chunked elsewhere), or one of IMPLS. mosaic_gpu runs pallas_gpu for inputs its forward
+      kernel does not take.
     chunk_size: tokens per chunk (None: the implementation's default). chunked: a multiple of 16
       or at most 16;
-      pallas_tpu: tokens per grid step, a multiple of 16; pallas_gpu: 16 only.
+      pallas_tpu: tokens per grid step, a multiple of 16; pallas_gpu: 16 only; mosaic_gpu: 64
+      only.
     interpret: run the Pallas kernels in interpret mode (CPU testing); ignored by XLA ones.
 
   Returns:
@@ -105,6 +110,8 @@ def bigla(q, k, v, log_gate_fwd, log_gate_bwd, *, impl="auto", chunk_size=None, 
     return bigla_chunked(*args, chunk_size=chunk_size)
   if impl == "pallas_gpu":
     return bigla_pallas_gpu(*args, chunk_size=chunk_size, interpret=interpret)
+  if impl == "mosaic_gpu":
+    return bigla_mosaic_gpu(*args, chunk_size=chunk_size)
   if impl == "pallas_tpu":
     return bigla_pallas_tpu(*args, chunk_size=chunk_size, interpret=interpret)
   raise ValueError(f"bigla: unknown impl {impl!r}; choose 'auto' or one of {IMPLS}")
