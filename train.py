@@ -2,6 +2,9 @@
 
   python train.py --config=configs/imagenet.py:vig_s --workdir=/tmp/vig_s
   python train.py --config=configs/digits.py --workdir=/tmp/digits --mode=eval
+
+Exit codes: 0 done; 1 an error (one line on stderr, nothing on disk lost); 75 stopped by SIGTERM or
+Ctrl-C after saving the current step (rerun the same command to resume); 130 a second Ctrl-C.
 """
 import json
 import logging as logging_std
@@ -10,7 +13,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vig_jax import trainer, xla_flags
+from vig_jax import trainer, workdir, xla_flags
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the checkpoint of the current step is saved; run again to resume
+EXIT_INTERRUPTED = 130  # a second Ctrl-C
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenet.py:vig_s.",
@@ -35,11 +41,17 @@ def main(argv):
   run = trainer.train_and_evaluate if FLAGS.mode == "train" else trainer.evaluate
   try:
     results = run(FLAGS.config, FLAGS.workdir)
-  except (trainer.ConfigError, trainer.NonFiniteError, FileNotFoundError) as e:
+  except (trainer.ConfigError, trainer.NonFiniteError, workdir.WorkdirError,
+          FileNotFoundError) as e:
     sys.exit(f"train.py: error: {e}")
-  if results is not None:
-    logging.info("results: %s", results)
-    print(json.dumps(results))
+  except KeyboardInterrupt:
+    print("train.py: stopped by a second Ctrl-C; rerun to resume from the newest complete "
+          "checkpoint", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+  if results is None:
+    sys.exit(EXIT_PREEMPTED)
+  logging.info("results: %s", results)
+  print(json.dumps(results))
 
 
 def parse_flags(argv):

@@ -1,6 +1,6 @@
 """Time every BiGLA implementation, forward and forward+backward, against the HBM floor.
 
-    python benchmarks/bigla_bench.py [--impls chunked pallas_gpu] [--dtypes bf16 fp32] [--out DIR]
+    python benchmarks/bigla_bench.py [--impls pallas_gpu mosaic_gpu] [--dtypes bf16] [--out DIR]
 
 Every implementation runs on every shape; one that runs out of device memory is reported as
 skipped, with the error. Times are medians over repeats of back-to-back calls of a jitted
@@ -133,14 +133,15 @@ def markdown(bandwidth, rows):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--impls", nargs="+", default=None,
-                      help="default: every implementation except the other backend's Pallas one")
+                      help="default: every implementation except the other backend's Pallas ones")
   parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
   parser.add_argument("--shapes", nargs="+", type=int, default=None,
                       help="indices into SHAPES (default: all)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
   args = parser.parse_args()
-  other_pallas = "pallas_tpu" if jax.default_backend() == "gpu" else "pallas_gpu"
-  impls = args.impls or [i for i in IMPLS if i != other_pallas]
+  other_pallas = (("pallas_tpu",) if jax.default_backend() == "gpu"
+                  else ("pallas_gpu", "mosaic_gpu"))
+  impls = args.impls or [i for i in IMPLS if i not in other_pallas]
   shapes = [SHAPES[i] for i in args.shapes] if args.shapes is not None else SHAPES
 
   bandwidth, rows = run(impls, args.dtypes, shapes)

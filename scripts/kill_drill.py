@@ -5,7 +5,8 @@
 Runs the tiny config once uninterrupted (the reference), then again killed `--kills` times with
 SIGKILL: half at a random step, half the moment an async checkpoint write is seen in progress.
 After every restart it checks that the run resumed from the newest checkpoint that was complete at
-the kill (never a partial one) and counts the steps lost. At the end the final parameters must equal
+the kill (never a partial one; the killed run's workdir lock taken over as stale) and counts the
+steps lost. At the end the final parameters must equal
 the reference's bit for bit. Prints a JSON summary as the last line; exits 1 if a check failed.
 """
 import argparse

@@ -1,8 +1,11 @@
 """Multi-process training (one process per accelerator) equals one process driving them all."""
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -43,3 +46,30 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
   # Metrics and config are written by process 0 only, once.
   assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == len(
       (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+  address = f"127.0.0.1:{free_port()}"
+  workdir = tmp_path / "run"
+  procs = [subprocess.Popen(
+      [sys.executable, "train.py", "--config=configs/tiny.py", "--config.total_steps=200",
+       "--config.checkpoint_every_steps=100", "--config.log_every_steps=1",
+       f"--workdir={workdir}"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                      "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2",
+                      "JAX_PROCESS_ID": str(i)})
+      for i in range(2)]
+  metrics = workdir / "metrics.jsonl"
+  while procs[0].poll() is None and not (metrics.exists() and
+                                         len(metrics.read_text().splitlines()) >= 3):
+    time.sleep(0.01)
+  procs[1].send_signal(signal.SIGTERM)  # not process 0: the one that writes metrics and the lock
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  stopped = [re.findall(r"preempted at step (\d+): checkpoint saved", out) for out in outputs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 75, out[-3000:]
+  assert stopped[0] == stopped[1] and len(stopped[0]) == 1, stopped
+  step = int(stopped[0][0])
+  assert 3 <= step < 100
+  assert sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit()) == [step]
+  assert not (workdir / "lock.json").exists()

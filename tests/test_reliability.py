@@ -2,9 +2,12 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import re
 import time
 
 import jax
@@ -13,6 +16,7 @@ import pytest
 
 from tests.test_trainer import tiny_config
 from vig_jax import trainer
+from vig_jax.checkpointing import read_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONUNBUFFERED": "1"}
@@ -45,25 +49,38 @@ def test_kill_drill_short(tmp_path):
   assert summary["max_steps_lost"] <= 2 * summary["save_interval"]
 
 
-def test_sigterm_saves_the_current_step_and_exits_zero(tmp_path):
-  flags = ("--config.total_steps=60", "--config.checkpoint_every_steps=50",
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_saves_the_current_step_and_exits_75(tmp_path, signum):
+  # SIGTERM: then resumed to the end; SIGINT: meanwhile a second run is started (slow), no resume.
+  total, interval = (60, 50) if signum == signal.SIGTERM else (5000, 2500)
+  flags = (f"--config.total_steps={total}", f"--config.checkpoint_every_steps={interval}",
            "--config.log_every_steps=1")
-  proc = subprocess.Popen(train_py(tmp_path, *flags), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  log = tmp_path.parent / f"{tmp_path.name}.log"  # a file: the run never blocks on a full pipe
+  with open(log, "w") as f:
+    proc = subprocess.Popen(train_py(tmp_path, *flags), cwd=REPO, env=ENV, stdout=f,
+                            stderr=subprocess.STDOUT)
   metrics = tmp_path / "metrics.jsonl"
   while proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
     time.sleep(0.01)
-  proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, out[-2000:]
+  if signum == signal.SIGINT:  # a second run on the workdir is refused
+    second = subprocess.run(train_py(tmp_path, *flags), cwd=REPO, env=ENV, capture_output=True,
+                            text=True)
+    assert second.returncode == 1
+    assert (f"is in use by the run of pid {proc.pid} on host {socket.gethostname()}" in
+            second.stderr.strip().splitlines()[-1]), second.stderr[-1500:]
+  proc.send_signal(signum)
+  proc.wait(timeout=120)
+  out = log.read_text()
+  assert proc.returncode == 75, out[-2000:]  # train.py's EXIT_PREEMPTED: a scheduler requeues
   saved = sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit())
-  assert len(saved) == 1 and 3 <= saved[0] < 50, saved  # the current step, not an interval step
+  assert len(saved) == 1 and 3 <= saved[0] < interval, saved  # the current step, not an interval
   assert f"preempted at step {saved[0]}: checkpoint saved" in out
-  rerun = subprocess.run(train_py(tmp_path, *flags), cwd=REPO, env=ENV, capture_output=True,
-                         text=True)
-  assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert f"resumed from checkpoint step {saved[0]}" in rerun.stderr
-  assert 60 in [int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
+  if signum == signal.SIGTERM:
+    rerun = subprocess.run(train_py(tmp_path, *flags), cwd=REPO, env=ENV, capture_output=True,
+                           text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resumed from checkpoint step {saved[0]}" in rerun.stderr
+    assert total in [int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()]
 
 
 def poisoned(step_to_poison):
@@ -89,6 +106,52 @@ def test_nonfinite_step_stops_the_run_and_keeps_the_good_checkpoint(tmp_path, mo
   state = params_of(str(tmp_path), config)
   assert int(state.step) == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_nonfinite_before_any_checkpoint_says_so_and_closes_the_writer(tmp_path, monkeypatch):
+  monkeypatch.setattr(trainer, "train_iterator", poisoned(1))
+  closed = []
+  real_close = trainer.MetricWriter.close
+  monkeypatch.setattr(trainer.MetricWriter, "close", lambda self: closed.append(real_close(self)))
+  config = tiny_config(total_steps=4, log_every_steps=2)
+  with pytest.raises(trainer.NonFiniteError, match=r"at step 1; no checkpoint was written yet;"):
+    trainer.train_and_evaluate(config, str(tmp_path))
+  assert closed  # the metric writer is closed when the loop raises
+  assert not (tmp_path / "lock.json").exists()  # and the workdir released
+
+
+def test_second_ctrl_c_stops_at_once():
+  with trainer._StopRequest() as stop:  # pylint: disable=protected-access
+    assert not stop.requested(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.requested(2)  # the first asks to save and stop
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+CONFIG_ERRORS = [  # (overrides, words of the error)
+    ({"batch_size": 0}, "batch_size must be > 0, got 0"),
+    ({"batch_size": -8}, "batch_size must be > 0, got -8"),
+    ({"image_size": 0}, "image_size must be > 0, got 0"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be > 0"),
+    ({"grad_accum_steps": 0}, "grad_accum_steps must be > 0"),
+    ({"checkpoint_every_steps": 0}, "checkpoint_every_steps must be > 0"),
+    ({"total_steps": 0, "num_epochs": 0}, "nothing to train: total_steps=0, num_epochs=0"),
+    ({"total_steps": -1}, "total_steps must be a finite number >= 0, got -1"),
+    ({"base_lr": float("nan")}, "base_lr must be a finite number >= 0, got nan"),
+    ({"base_lr": float("inf")}, "base_lr must be a finite number >= 0, got inf"),
+    ({"base_lr": -1e-3}, "base_lr must be a finite number >= 0, got -0.001"),
+    ({"ema_decay": 1.5}, "ema_decay must be in [0, 1), got 1.5"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", CONFIG_ERRORS, ids=lambda x: str(x)[:40])
+def test_config_values_fail_before_anything_is_written(tmp_path, monkeypatch, overrides, message):
+  monkeypatch.setattr(trainer, "init_state", lambda *a: pytest.fail("computed before the check"))
+  with pytest.raises(trainer.ConfigError, match=re.escape(message)):
+    trainer.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
 
 
 def test_nonfinite_step_is_skipped_when_asked(tmp_path, monkeypatch):
@@ -121,6 +184,8 @@ BAD_INPUTS = [  # (flags, words the one-line error must contain)
     (["--config.input.num_classes=7"], "num_classes: checkpoint 10 vs config 7"),
     (["--config.model_kwargs.embed_dim=64"], "is for another model"),
     (["--config.input.source=nope"], "Unknown data source 'nope'"),
+    (["--config.batch_size=0"], "batch_size must be > 0, got 0"),
+    (["--config.image_size=64"], "does not fit the config (['pos_embed']: checkpoint ("),
 ]
 
 
@@ -150,3 +215,59 @@ def test_missing_dataset_and_empty_folder(tmp_path):
     assert result.returncode != 0 and last.startswith("train.py: error: input:"), result.stderr[-1500:]
     assert message in last
     assert not workdir.exists()  # nothing was created before the error
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+  """A tiny run's workdir with checkpoints 4 and 8, and its step-8 params."""
+  workdir = tmp_path_factory.mktemp("two_checkpoints")
+  trainer.train_and_evaluate(tiny_config(total_steps=8, checkpoint_every_steps=4), str(workdir))
+  return workdir, read_params(workdir, 8)
+
+
+def damage(step_dir, what):
+  if what == "data file":  # the largest array chunk file of the OCDBT store
+    data = step_dir / "state" / "ocdbt.process_0" / "d"
+    max(data.iterdir(), key=lambda p: p.stat().st_size).unlink()
+  else:
+    (step_dir / "state" / "_METADATA").unlink()
+
+
+@pytest.mark.parametrize("what", ["data file", "_METADATA"])
+def test_damaged_newest_checkpoint_is_skipped_and_kept(two_checkpoints, tmp_path, caplog, what):
+  source, params_at_8 = two_checkpoints
+  workdir = tmp_path / "w"
+  shutil.copytree(source, workdir)
+  damage(workdir / "checkpoints" / "8", what)
+  damaged = snapshot(workdir / "checkpoints" / "8")
+  config = tiny_config(total_steps=8, checkpoint_every_steps=4)
+  assert trainer.evaluate(config, str(workdir))["checkpoint_step"] == 4  # eval: skipped in place
+  assert snapshot(workdir / "checkpoints" / "8") == damaged
+  trainer.train_and_evaluate(config, str(workdir))  # training: moved aside, then written again
+  warned = [r.getMessage() for r in caplog.records if "cannot be restored" in r.getMessage()]
+  assert warned and all("checkpoint step 8 in " in w for w in warned), warned
+  assert snapshot(workdir / "checkpoints.damaged" / "8") == damaged  # nothing deleted
+  for a, b in zip(jax.tree.leaves(read_params(workdir, 8)), jax.tree.leaves(params_at_8)):
+    np.testing.assert_array_equal(a, b)  # resumed from 4, exactly as the first time
+
+
+def test_no_restorable_checkpoint_is_one_line_error(two_checkpoints, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(two_checkpoints[0], workdir)
+  damage(workdir / "checkpoints" / "8", "data file")
+  damage(workdir / "checkpoints" / "4", "_METADATA")
+  before = snapshot(workdir)
+  every_step_named = r"no checkpoint in .* can be restored \(step 8: .*; step 4: .*\)"
+  with pytest.raises(trainer.ConfigError, match=every_step_named) as error:
+    trainer.train_and_evaluate(tiny_config(total_steps=8, checkpoint_every_steps=4), str(workdir))
+  assert "\n" not in str(error.value)
+  assert snapshot(workdir) == before
+
+
+def test_eval_results_are_returned_when_they_cannot_be_written(two_checkpoints, tmp_path, caplog):
+  workdir = tmp_path / "w"
+  shutil.copytree(two_checkpoints[0], workdir)
+  (workdir / "eval_results.json").mkdir()  # unwritable, even for root
+  results = trainer.evaluate(tiny_config(), str(workdir))
+  assert results["checkpoint_step"] == 8 and results["num_examples"] == 40
+  assert any("could not write" in r.getMessage() for r in caplog.records)

@@ -88,14 +88,37 @@ def test_checkpoint_of_8_devices_restores_on_4(tmp_path):
   assert len(kernel.sharding.mesh.devices.flat) == 4
 
 
-def test_eval_counts_every_example_once(tmp_path):
+def test_eval_counts_every_example_once_and_compiles_once(tmp_path, monkeypatch):
+  traces = []
+  make_eval_step = trainer.make_eval_step
+
+  def counted(model):
+    step = make_eval_step(model)
+    return lambda params, batch: traces.append(1) or step(params, batch)
+
+  monkeypatch.setattr(trainer, "make_eval_step", counted)
   # 40 examples in batches of 16: the last batch is half padding, which must not count.
-  config = tiny_config(total_steps=2, eval_batch_size=16)
+  config = tiny_config(total_steps=3, eval_batch_size=16, eval_every_steps=1)
   results = trainer.train_and_evaluate(config, str(tmp_path))
   assert results["num_examples"] == 40
   for prefix in ("", "ema_"):  # params and EMA scored on the same pass
     assert 0.0 <= results[prefix + "top1"] <= results[prefix + "top5"] <= 1.0
     assert results[prefix + "top1"] * 40 == pytest.approx(round(results[prefix + "top1"] * 40))
+  evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+           if "eval_top1" in line]
+  assert [e["step"] for e in evals] == [1, 2, 3]
+  assert len(traces) == 1  # three evaluations, params and EMA: one trace, one compile
+
+
+def test_eval_at_another_image_size_resizes_pos_embed(tmp_path):
+  trainer.train_and_evaluate(tiny_config(total_steps=2), str(tmp_path))  # 32 px
+  bigger = trainer.evaluate(tiny_config(image_size=64), str(tmp_path))
+  # The same as a model kept at 32 px, which resizes its pos_embed (bicubic) on each 64 px input.
+  kept = trainer.evaluate(tiny_config(image_size=64, **{"model_kwargs.img_size": 32}),
+                          str(tmp_path))
+  assert bigger["checkpoint_step"] == 2 and bigger["num_examples"] == 40
+  for key in ("top1", "top5", "ema_top1", "ema_top5"):
+    assert bigger[key] == kept[key], key
 
 
 def test_eval_of_a_workdir_without_checkpoints_fails_and_creates_nothing(tmp_path):

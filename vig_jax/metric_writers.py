@@ -1,26 +1,34 @@
 """Metrics to a JSONL file and TensorBoard event files (process 0 only), progress on the console."""
 import json
-import os
 import time
 
 import jax
 from absl import logging
 
 
+def tensorboard_writer(directory):
+  """tensorboard's own event writer for `directory` (no tensorflow needed), or None without it."""
+  try:
+    from tensorboard.summary import Writer
+  except ImportError:
+    logging.warning("tensorboard is not installed: no TensorBoard events, metrics.jsonl only")
+    return None
+  return Writer(str(directory))
+
+
 class MetricWriter:
-  """Writes scalars to <workdir>/metrics.jsonl and <workdir>/tensorboard; no-op off process 0."""
+  """Writes scalars to <workdir>/metrics.jsonl and <workdir>/tensorboard; no-op off process 0.
+
+  `workdir` is an epath (local or gs://). A context manager: closed however the run ends.
+  """
 
   def __init__(self, workdir):
     self._active = jax.process_index() == 0
     self._jsonl = self._tb = None
     if not self._active:
       return
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    try:  # tensorboard's own writer: events without tensorflow
-      from tensorboard.summary import Writer
-      self._tb = Writer(os.path.join(workdir, "tensorboard"))
-    except ImportError:
-      logging.warning("tensorboard is not installed: no TensorBoard events, metrics.jsonl only")
+    self._jsonl = (workdir / "metrics.jsonl").open("a")
+    self._tb = tensorboard_writer(workdir / "tensorboard")
 
   def write(self, step, scalars):
     if not self._active:
@@ -38,6 +46,13 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+    self._jsonl = self._tb = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
 
 
 class Progress:

@@ -6,6 +6,7 @@ Runs unchanged on one CPU, one GPU, a GPU host and a TPU pod slice: one jit with
 import dataclasses
 import functools
 import json
+import math
 import os
 import signal
 import time
@@ -13,8 +14,9 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import logging
+from jax.experimental import multihost_utils
 
-from vig_jax import checkpointing, optim, pretrained, sharding
+from vig_jax import checkpointing, optim, pretrained, sharding, workdir as workdir_lib
 from vig_jax.data import augment_batch, dataset_info, eval_iterator, train_iterator
 from vig_jax.metric_writers import MetricWriter, Progress
 from vig_jax.models import ViG, create_model, model_fields
@@ -57,6 +59,22 @@ class Setup:
   fresh_state: object  # rng -> TrainState (unsharded function; see init_state)
   abstract_state: TrainState  # shapes with shardings
   data_kwargs: dict
+  eval_step: object  # jitted once per run: (params, global batch) -> summed hits and count
+
+
+def _check_values(config):
+  """Settings that cannot work whatever the model and data; checked before anything is built."""
+  for name in ("batch_size", "eval_batch_size", "image_size", "grad_accum_steps",
+               "log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    if not config[name] > 0:
+      raise ConfigError(f"{name} must be > 0, got {config[name]}")
+  for name in ("base_lr", "warmup_lr", "min_lr", "weight_decay", "grad_clip", "num_epochs",
+               "warmup_epochs", "total_steps", "eval_every_steps"):
+    if not (math.isfinite(config[name]) and config[name] >= 0):
+      raise ConfigError(f"{name} must be a finite number >= 0, got {config[name]}")
+  for name in ("ema_decay", "label_smoothing"):
+    if not 0 <= config[name] < 1:
+      raise ConfigError(f"{name} must be in [0, 1), got {config[name]}")
 
 
 def _check_config(config, mesh, model):
@@ -78,6 +96,7 @@ def _check_config(config, mesh, model):
 
 def setup(config):
   """Everything a run needs that costs no compute, with every config check done first."""
+  _check_values(config)
   mesh = sharding.create_mesh(**config.mesh)
   data_kwargs = dict(config.input)
   try:
@@ -117,8 +136,10 @@ def setup(config):
                           abstract, shardings)
   meta = {"model": config.model, "num_classes": info.num_classes,
           "model_kwargs": {k: v for k, v in model_kwargs.items() if k != "img_size"}}
+  eval_step = jax.jit(make_eval_step(model),
+                      in_shardings=(shardings.params, sharding.batch_sharding(mesh)))
   return Setup(mesh, model, info.num_classes, meta, tx, schedule, total_steps, init, abstract,
-               data_kwargs)
+               data_kwargs, eval_step)
 
 
 def _shardings(tree):
@@ -146,10 +167,10 @@ def _load_params(directory, s, new_head=None):
   return pretrained.restore_fitting(directory, s.abstract_state.params, new_head)
 
 
-def _restore(manager, s):
+def _restore(manager, s, **kwargs):
   try:
-    return checkpointing.restore_latest(manager, s.abstract_state, s.meta)
-  except ValueError as e:
+    return checkpointing.restore_latest(manager, s.abstract_state, s.meta, **kwargs)
+  except ValueError as e:  # another model's checkpoint, or none restores
     raise ConfigError(str(e)) from e
 
 
@@ -185,8 +206,6 @@ def evaluate_params(config, s, params, ema_params=None):
   With `ema_params`, the EMA is scored on the same pass (ema_top1, ema_top5): one decode of the
   split and one compiled step for both.
   """
-  step = jax.jit(make_eval_step(s.model),
-                 in_shardings=(_shardings(params), sharding.batch_sharding(s.mesh)))
   named = {"": params} if ema_params is None else {"": params, "ema_": ema_params}
   totals = {f"{name}{k}": 0.0 for name in named for k in ("top1", "top5", "count")}
   batches = eval_iterator(batch_size=config.eval_batch_size // jax.process_count(),
@@ -196,7 +215,7 @@ def evaluate_params(config, s, params, ema_params=None):
   for batch in batches:
     batch = sharding.global_batch(batch, s.mesh)
     for name, tree in named.items():
-      for k, v in jax.device_get(step(tree, batch)).items():
+      for k, v in jax.device_get(s.eval_step(tree, batch)).items():
         totals[name + k] += float(v)
   n = max(totals["count"], 1.0)
   results = {"top1": totals["top1"] / n, "top5": totals["top5"] / n,
@@ -206,57 +225,90 @@ def evaluate_params(config, s, params, ema_params=None):
   return results
 
 
-class _Preemption:
-  """SIGTERM (what TPU VMs and schedulers send) asks the loop to checkpoint and exit cleanly."""
+class _StopRequest:
+  """SIGTERM (what TPU VMs and schedulers send) or Ctrl-C: save the current step and stop.
+
+  A second Ctrl-C stops at once (KeyboardInterrupt). With several processes all must stop at the
+  same step, or the next collective hangs: SIGTERM is then left to JAX's preemption service, which
+  agrees on a step across processes (reached_preemption_sync_point, called every step), and
+  Ctrl-C is handed to it as a SIGTERM to this process.
+  """
 
   def __init__(self):
-    self.requested = False
+    self._multiprocess = jax.process_count() > 1
+    self._local = self._interrupted = False
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    signals = (signal.SIGINT,) if self._multiprocess else (signal.SIGINT, signal.SIGTERM)
+    self._previous = {sig: signal.signal(sig, self._handle) for sig in signals}
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM: saving a checkpoint at the current step, then exiting")
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT:
+      if self._interrupted:
+        raise KeyboardInterrupt
+      self._interrupted = True
+    logging.warning("%s: saving a checkpoint at the current step, then stopping%s",
+                    signal.Signals(signum).name,
+                    " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
+    if self._multiprocess:
+      os.kill(os.getpid(), signal.SIGTERM)
+    else:
+      self._local = True
+
+  def requested(self, step):
+    if self._multiprocess:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._local
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
 
 
 def _check_finite(state, manager):
   bad = int(jax.device_get(state.nonfinite_step))
   if bad >= 0:
-    raise NonFiniteError(f"non-finite loss or gradients at step {bad}; the last good checkpoint "
-                         f"(step {manager.latest_step()}) is kept; config.on_nonfinite='skip' "
-                         f"skips such steps")
+    last = manager.latest_step()
+    kept = (f"the last good checkpoint (step {last}) is kept" if last is not None else
+            "no checkpoint was written yet")
+    raise NonFiniteError(f"non-finite loss or gradients at step {bad}; {kept}; "
+                         f"config.on_nonfinite='skip' skips such steps")
 
 
 def train_and_evaluate(config, workdir):
-  """Trains `config` in `workdir`, resuming from its newest checkpoint; returns final eval metrics."""
+  """Trains `config` in `workdir`, resuming from its newest checkpoint; returns final eval metrics,
+  or None when stopped early (SIGTERM, Ctrl-C) after saving the current step.
+
+  `workdir` may be local or a URL (gs://...). Every check (config, data, workdir: a directory,
+  writable, not in use by another run) comes before any compute or write.
+  """
   maybe_initialize_distributed(config)
   s = setup(config)
-  manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints)
-  try:
-    return _train_loop(config, workdir, s, manager)
-  finally:
-    manager.wait_until_finished()  # an aborted run still completes the checkpoints it started
-    manager.close()
+  if s.total_steps < 1:
+    raise ConfigError(f"nothing to train: total_steps={config.total_steps}, "
+                      f"num_epochs={config.num_epochs} make {s.total_steps} steps")
+  workdir = workdir_lib.path(workdir)
+  with workdir_lib.lock(workdir):
+    manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints)
+    try:
+      return _train_loop(config, workdir, s, manager)
+    finally:
+      manager.wait_until_finished()  # an aborted run still completes the checkpoints it started
+      manager.close()
 
 
 def _train_loop(config, workdir, s, manager):
-  with jax.set_mesh(s.mesh), _Preemption() as preemption:
-    state = _restore(manager, s)
+  with jax.set_mesh(s.mesh), _StopRequest() as stop:
+    state = _restore(manager, s, set_aside_damaged=True)
     if state is None:
       state = init_state(config, s)
     else:
       logging.info("resumed from checkpoint step %d", int(jax.device_get(state.step)))
     first = int(jax.device_get(state.step))
     if jax.process_index() == 0:  # only once the workdir is known to belong to this config
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
-    writer = MetricWriter(workdir)
+      (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
     logging.info("%s: %d params, mesh %s, steps %d..%d", config.model,
                  sum(x.size for x in jax.tree.leaves(state.params)), dict(s.mesh.shape), first,
                  s.total_steps)
@@ -266,59 +318,68 @@ def _train_loop(config, workdir, s, manager):
                              process_index=jax.process_index(),
                              process_count=jax.process_count(), **s.data_kwargs)
     progress, last_time, last_step = Progress(s.total_steps, first), time.time(), first
-    for step in range(first + 1, s.total_steps + 1):
-      state, metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
-      if step % config.log_every_steps == 0 or step == s.total_steps:
-        _check_finite(state, manager)
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        now = time.time()
-        metrics["step_time"] = (now - last_time) / (step - last_step)
-        metrics["img_per_s"] = config.batch_size / metrics["step_time"]
-        metrics["lr"] = float(s.schedule(step - 1))
-        last_time, last_step = now, step
-        writer.write(step, metrics)
-        logging.info(progress.line(step, metrics))
-      if step % config.checkpoint_every_steps == 0 or step == s.total_steps or preemption.requested:
-        _check_finite(state, manager)
-        checkpointing.save(manager, state, s.meta, force=preemption.requested)
-      if preemption.requested:
-        manager.wait_until_finished()
-        logging.info("preempted at step %d: checkpoint saved", step)
-        results = None
-        break
-      if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
-        writer.write(step, {f"eval_{k}": v for k, v in evaluate_params(config, s, state.params).items()})
-    else:
+    with MetricWriter(workdir) as writer:
+      for step in range(first + 1, s.total_steps + 1):
+        state, metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
+        stopping = stop.requested(step)
+        if step % config.log_every_steps == 0 or step == s.total_steps:
+          _check_finite(state, manager)
+          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          now = time.time()
+          metrics["step_time"] = (now - last_time) / (step - last_step)
+          metrics["img_per_s"] = config.batch_size / metrics["step_time"]
+          metrics["lr"] = float(s.schedule(step - 1))
+          last_time, last_step = now, step
+          writer.write(step, metrics)
+          logging.info(progress.line(step, metrics))
+        if step % config.checkpoint_every_steps == 0 or step == s.total_steps or stopping:
+          _check_finite(state, manager)
+          checkpointing.save(manager, state, s.meta, force=stopping)
+        if stopping:
+          manager.wait_until_finished()
+          logging.warning("preempted at step %d: checkpoint saved", step)
+          return None
+        if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
+          results = evaluate_params(config, s, state.params)
+          writer.write(step, {f"eval_{k}": v for k, v in results.items()})
       results = evaluate_params(config, s, state.params, state.ema_params)
       writer.write(s.total_steps, {f"eval_{k}": v for k, v in results.items()})
-  writer.close()
-  return results  # None when preempted
+  return results
 
 
 def evaluate(config, workdir):
-  """Evaluates the newest checkpoint of `workdir` (or config.eval_from, a converted checkpoint).
+  """Evaluates the newest checkpoint of `workdir` (or config.eval_from, a converted checkpoint),
+  at config.image_size whatever size it was trained at (pos_embed resized).
 
-  Writes <workdir>/eval_results.json and returns it.
+  Writes <workdir>/eval_results.json and returns the results (also when they cannot be written).
   """
   maybe_initialize_distributed(config)
   s = setup(config)
+  workdir = workdir_lib.path(workdir)
+  workdir_lib.check_not_a_file(workdir)
   with jax.set_mesh(s.mesh):
     if config.eval_from:
       results, step = evaluate_params(config, s, _load_params(config.eval_from, s)), None
     else:
-      checkpoints = os.path.join(os.path.abspath(workdir), "checkpoints")
-      if not os.path.isdir(checkpoints):  # say so before the manager creates the directory
+      checkpoints = workdir / "checkpoints"
+      if not checkpoints.is_dir():  # say so before the manager creates the directory
         raise ConfigError(f"no checkpoint in {checkpoints} to evaluate")
       manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints, async_save=False)
-      state = _restore(manager, s)
+      state = _restore(manager, s, stored_pos_embed=True)
       manager.close()
       if state is None:
         raise ConfigError(f"no checkpoint in {checkpoints} to evaluate")
-      results = evaluate_params(config, s, state.params, state.ema_params)
       step = int(jax.device_get(state.step))
+      # Trained at another image_size: pos_embed resized to the model's grid (bicubic).
+      fit = functools.partial(pretrained.fit_params, target=s.abstract_state.params,
+                              source=f"{checkpoints}/{step}")
+      results = evaluate_params(config, s, fit(state.params), fit(state.ema_params))
   results["checkpoint_step"] = step
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
-      json.dump(results, f, indent=1)
+    try:
+      workdir.mkdir(parents=True, exist_ok=True)
+      (workdir / "eval_results.json").write_text(json.dumps(results, indent=1))
+    except OSError as e:
+      logging.warning("could not write %s (%s); the results are only printed",
+                      workdir / "eval_results.json", e.strerror or e)
   return results
