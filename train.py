@@ -63,7 +63,10 @@ def parse_flags(argv):
     used = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
     sys.exit(f"train.py: error: the config has no field {field!r} ({', '.join(used) or argv})")
   except (flags.Error, TypeError, ValueError) as e:
-    sys.exit(f"train.py: error: {e}")
+    # A get_config error reaches here with the config file's traceback inside the message: keep
+    # its first line (which flag) and its last (the error).
+    lines = str(e).strip().splitlines()
+    sys.exit(f"train.py: error: {lines[0]} {lines[-1]}" if len(lines) > 1 else f"train.py: error: {e}")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,18 @@ def test_missing_dataset_and_empty_folder(tmp_path):
     assert not workdir.exists()  # nothing was created before the error
 
 
+def test_config_file_argument_error_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, "train.py", "--config=configs/finetune.py",
+                           f"--workdir={tmp_path / 'w'}"], cwd=REPO, env=ENV, capture_output=True,
+                          text=True)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [
+      "train.py: error: flag --config=configs/finetune.py: Error whilst parsing config file: "
+      "ValueError: configs/finetune.py: folder=<image folder> is required, e.g. "
+      "configs/finetune.py:model=vig_s,folder=/data/pets,res=384"]
+  assert not (tmp_path / "w").exists()
+
+
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
   """A tiny run's workdir with checkpoints 4 and 8, and its step-8 params."""
