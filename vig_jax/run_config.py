@@ -35,7 +35,7 @@ OPERATIONAL = (
     "on_nonfinite",  # only acts on a step whose loss or gradient is not finite
     "eval_from",  # read by --mode=eval only
     "allow_config_change",
-)
+)  # Not eval_crop_pct: the run's eval curve would mix two protocols.
 OPEN_FIELDS = ("model_kwargs",)  # optional arguments: a key missing on one side is a change
 UNSET = object()
 
