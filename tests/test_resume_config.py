@@ -92,7 +92,7 @@ def test_allow_config_change_resumes_and_keeps_the_earlier_config(half_done, cap
   assert sorted(p.name for p in half_done.glob("config*.json")) == ["config.4.json", "config.json"]
 
 
-def test_config_json_of_an_older_version_resumes(half_done):
+def test_config_json_of_an_older_version_is_compared_on_the_fields_it_has(half_done):
   """Fields it lacks (added since) are not compared, except optional model arguments."""
   stored = json.loads((half_done / "config.json").read_text())
   for name in ("label_smoothing", "allow_config_change"):
@@ -100,8 +100,13 @@ def test_config_json_of_an_older_version_resumes(half_done):
   del stored["input"]["hflip"]
   (half_done / "config.json").write_text(json.dumps(stored))
   config = tiny_config(total_steps=8, checkpoint_every_steps=4, label_smoothing=0.2)
-  trainer.train_and_evaluate(config, str(half_done))
-  assert int(read_params(half_done, 8, item="step")) == 8
+  run_config.check_resume(config, half_done)  # resumes
+  del stored["model_kwargs"]["drop_path_rate"]
+  (half_done / "config.json").write_text(json.dumps(stored))
+  with pytest.raises(run_config.ConfigChangeError, match=(
+      r"holds a run with model_kwargs.drop_path_rate unset; this config has "
+      r"model_kwargs.drop_path_rate=0.1\. Use")):
+    run_config.check_resume(config, half_done)
 
 
 def test_model_kwargs_set_on_one_side_only_is_a_change():
@@ -119,7 +124,9 @@ def test_fresh_workdir_and_eval_are_not_checked(finished, half_done, tmp_path):
   workdir = tmp_path / "fresh"
   workdir.mkdir()
   shutil.copy(finished[0] / "config.json", workdir / "config.json")
-  trainer.train_and_evaluate(tiny_config(total_steps=2, batch_size=8), str(workdir))
+  config = tiny_config(total_steps=2, batch_size=8)
+  run_config.check_resume(config, workdir)
+  run_config.write(config, workdir, 0)  # as the trainer does when it starts at step 0
   assert json.loads((workdir / "config.json").read_text())["batch_size"] == 8
   assert not list(workdir.glob("config.*.json"))
   # --mode=eval reads the checkpoint with whatever training settings.
