@@ -51,11 +51,13 @@ class Job:
   batch: int
   overrides: tuple = ()  # size overrides, (name, value) pairs
   augment: bool = False  # ViG train: the input's device half (flip, RandAugment, erasing) in the step
+  devices: int = 1  # ViG train: data-parallel over this many devices; batch is the global batch
 
   @property
   def label(self):
     return (f"{self.framework}:{self.model}@{self.res}/{self.mode}/b{self.batch}"
-            + ("+augment" if self.augment else ""))
+            + ("+augment" if self.augment else "")
+            + (f"/data={self.devices}" if self.devices > 1 else ""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +148,9 @@ def vig_step(job):
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), images[:1])
     compiled, compile_s = compile_timed(lambda: jax.jit(model.apply).lower(variables, images))
     return lambda: compiled(variables, images).block_until_ready(), compiled, compile_s
-  config, s = vig_train_setup(job.model, job.res, job.batch, job.overrides, augment=job.augment)
+  mesh = dict(data=job.devices, fsdp=1, num_devices=job.devices)
+  config, s = vig_train_setup(job.model, job.res, job.batch, job.overrides, mesh,
+                              augment=job.augment)
   with jax.set_mesh(s.mesh):
     holder = [trainer.init_state(config, s)]
     batch = synthetic_batch(job.res, job.batch, s.mesh)

@@ -110,6 +110,29 @@ def test_eval_counts_every_example_once_and_compiles_once(tmp_path, monkeypatch)
   assert len(traces) == 1  # three evaluations, params and EMA: one trace, one compile
 
 
+def test_the_train_stream_is_closed_when_training_ends(tmp_path, monkeypatch):
+  """An endless Grain stream's worker processes stop only when it is closed."""
+  closed, make_stream = [], trainer.train_iterator
+
+  class Tracked:
+    def __init__(self, stream):
+      self.stream = stream
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      return next(self.stream)
+
+    def close(self):
+      closed.append(True)
+      self.stream.close()
+
+  monkeypatch.setattr(trainer, "train_iterator", lambda **kw: Tracked(make_stream(**kw)))
+  trainer.train_and_evaluate(tiny_config(total_steps=1), str(tmp_path))
+  assert closed == [True]
+
+
 def test_eval_at_another_image_size_resizes_pos_embed(tmp_path):
   trainer.train_and_evaluate(tiny_config(total_steps=2), str(tmp_path))  # 32 px
   bigger = trainer.evaluate(tiny_config(image_size=64), str(tmp_path))

@@ -3,6 +3,7 @@
 Runs unchanged on one CPU, one GPU, a GPU host and a TPU pod slice: one jit with shardings over a
 (data, fsdp) mesh of all devices, each process feeding its share of the batch.
 """
+import contextlib
 import dataclasses
 import functools
 import json
@@ -324,29 +325,31 @@ def _train_loop(config, workdir, s, manager):
                              process_count=jax.process_count(), **s.data_kwargs)
     progress, last_time, last_step = Progress(s.total_steps, first), time.time(), first
     with MetricWriter(workdir) as writer:
-      for step in range(first + 1, s.total_steps + 1):
-        state, metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
-        stopping = stop.requested(step)
-        if step % config.log_every_steps == 0 or step == s.total_steps:
-          _check_finite(state, manager)
-          metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          now = time.time()
-          metrics["step_time"] = (now - last_time) / (step - last_step)
-          metrics["img_per_s"] = config.batch_size / metrics["step_time"]
-          metrics["lr"] = float(s.schedule(step - 1))
-          last_time, last_step = now, step
-          writer.write(step, metrics)
-          logging.info(progress.line(step, metrics))
-        if step % config.checkpoint_every_steps == 0 or step == s.total_steps or stopping:
-          _check_finite(state, manager)
-          checkpointing.save(manager, state, s.meta, force=stopping)
-        if stopping:
-          manager.wait_until_finished()
-          logging.warning("preempted at step %d: checkpoint saved", step)
-          return None
-        if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
-          results = evaluate_params(config, s, state.params)
-          writer.write(step, {f"eval_{k}": v for k, v in results.items()})
+      # The workers of an endless train stream stop only when told (and free their shared memory).
+      with contextlib.closing(batches):
+        for step in range(first + 1, s.total_steps + 1):
+          state, metrics = train_step(state, sharding.global_batch(next(batches), s.mesh))
+          stopping = stop.requested(step)
+          if step % config.log_every_steps == 0 or step == s.total_steps:
+            _check_finite(state, manager)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            now = time.time()
+            metrics["step_time"] = (now - last_time) / (step - last_step)
+            metrics["img_per_s"] = config.batch_size / metrics["step_time"]
+            metrics["lr"] = float(s.schedule(step - 1))
+            last_time, last_step = now, step
+            writer.write(step, metrics)
+            logging.info(progress.line(step, metrics))
+          if step % config.checkpoint_every_steps == 0 or step == s.total_steps or stopping:
+            _check_finite(state, manager)
+            checkpointing.save(manager, state, s.meta, force=stopping)
+          if stopping:
+            manager.wait_until_finished()
+            logging.warning("preempted at step %d: checkpoint saved", step)
+            return None
+          if config.eval_every_steps and step % config.eval_every_steps == 0 and step < s.total_steps:
+            results = evaluate_params(config, s, state.params)
+            writer.write(step, {f"eval_{k}": v for k, v in results.items()})
       results = evaluate_params(config, s, state.params, state.ema_params)
       writer.write(s.total_steps, {f"eval_{k}": v for k, v in results.items()})
   return results
