@@ -10,6 +10,7 @@ import json
 import logging as logging_std
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -49,9 +50,21 @@ def main(argv):
           "checkpoint", file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)
   if results is None:
+    leave_cluster()
     sys.exit(EXIT_PREEMPTED)
   logging.info("results: %s", results)
   print(json.dumps(results))
+  leave_cluster()
+
+
+def leave_cluster():
+  """The processes of a multi-process run leave together, while process 0 (which hosts the
+  coordination service) is still up: one that finished first and exited left the others retrying
+  it at their exit (seen with two processes on one 2-GPU host). Only after a run that ended the
+  same way everywhere (done, or stopped at one agreed step): after an error the others may never
+  arrive."""
+  if jax.distributed.is_initialized():
+    jax.distributed.shutdown()
 
 
 def parse_flags(argv):

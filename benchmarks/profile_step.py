@@ -2,6 +2,7 @@
 
   python benchmarks/profile_step.py --out benchmarks/results         # ViG-S train, ViG-T 1024 eval
   python benchmarks/profile_step.py --smoke --out /tmp/profile       # tiny shapes, any backend
+  python benchmarks/profile_step.py --data 2 --out DIR               # + the train step on 2 devices
 
 For each workload: the step time (wall clock, as model_bench times it), a trace of a few steps, and
 every device kernel's time attributed to the HLO instruction that launched it (the trace's
@@ -25,6 +26,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import glob  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
@@ -184,13 +186,14 @@ def profile(job, steps, iters):
     events = kernel_events(trace_dir, module_name)
   if not events:
     raise RuntimeError(f"the trace of {job.label} holds no kernel of module {module_name}")
-  per_category, top = breakdown(events, *parse_hlo(text), steps)
+  # Per device: a data-parallel step's trace holds every device's kernels.
+  per_category, top = breakdown(events, *parse_hlo(text), steps * job.devices)
   with bigla_as_identity():
     ablated_run, _, _ = model_bench.vig_step(job)
     ablated_ms = model_bench.timed(ablated_run, 2, iters) * 1e3
   return {"job": job.label, "step_ms": step_ms, "device_ms": sum(per_category.values()),
           "categories": per_category, "top_locations": top, "step_ms_bigla_as_identity": ablated_ms,
-          "kernels_per_step": len(events) / steps}
+          "kernels_per_step": len(events) / steps / job.devices}
 
 
 def report(results, header):
@@ -221,10 +224,18 @@ def main():
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, any backend")
   parser.add_argument("--steps", type=int, default=5, help="steps in each trace")
   parser.add_argument("--iters", type=int, default=10, help="calls per timed repeat")
+  parser.add_argument("--data", type=int, default=1,
+                      help="N > 1: also the first (train) job data-parallel on N devices, the same "
+                      "batch per device; its times are per device")
   args = parser.parse_args()
+  if args.data > jax.device_count():
+    sys.exit(f"profile_step: --data {args.data} but only {jax.device_count()} devices exist")
   os.makedirs(args.out, exist_ok=True)
+  jobs = list(SMOKE if args.smoke else FULL)
+  if args.data > 1:
+    jobs.insert(1, dataclasses.replace(jobs[0], batch=jobs[0].batch * args.data, devices=args.data))
   results = []
-  for job in SMOKE if args.smoke else FULL:
+  for job in jobs:
     results.append(profile(job, 2 if args.smoke else args.steps, 2 if args.smoke else args.iters))
     print(json.dumps(results[-1]), flush=True)
   device = jax.devices()[0].device_kind

@@ -17,10 +17,13 @@ import os
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off on shared hosts
 
 import argparse  # noqa: E402
+import glob  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 import jax  # noqa: E402
+from jax.profiler import ProfileData  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,18 +70,92 @@ def first_losses(spec, s, state, compiled, global_batch, steps):
 
 
 def throughput(spec, s, state, compiled, global_batch, iters):
+  """(img/s with steps dispatched back to back as the training loop does, img/s blocking on every
+  step's loss): the gap between them is host time a blocking loop exposes."""
   with jax.set_mesh(s.mesh):
     batch = model_bench.synthetic_batch(spec[1], global_batch, s.mesh)
     holder = [state]
 
-    def run():
-      holder[0], metrics = compiled(holder[0], batch)
+    def steps(n, block_each):
+      for _ in range(n):
+        holder[0], metrics = compiled(holder[0], batch)
+        if block_each:
+          metrics["loss"].block_until_ready()
       metrics["loss"].block_until_ready()
 
-    return global_batch / model_bench.timed(run, 2, iters)
+    async_s = model_bench.timed(lambda: steps(iters, False), 1, 1) / iters
+    blocking_s = model_bench.timed(lambda: steps(1, True), 2, iters)
+    return global_batch / async_s, global_batch / blocking_s, holder[0]
 
 
-def run_all(spec, num_devices, steps, iters):
+def traced(spec, s, state, compiled, global_batch, steps, trace_dir):
+  """Per device, from a jax.profiler trace of `steps` steps: kernel time split into compute and
+  NCCL collectives, and the collective time no compute kernel overlaps (exposed), ms per step."""
+  with jax.set_mesh(s.mesh):
+    batch = model_bench.synthetic_batch(spec[1], global_batch, s.mesh)
+    state, metrics = compiled(state, batch)
+    metrics["loss"].block_until_ready()
+    with jax.profiler.trace(trace_dir):
+      for _ in range(steps):
+        state, metrics = compiled(state, batch)
+      metrics["loss"].block_until_ready()
+  return kernel_overlap(trace_dir, steps)
+
+
+def _union(intervals):
+  merged = []
+  for start, end in sorted(intervals):
+    if merged and start <= merged[-1][1]:
+      merged[-1][1] = max(merged[-1][1], end)
+    else:
+      merged.append([start, end])
+  return merged
+
+
+def _length(intervals):
+  return sum(end - start for start, end in intervals)
+
+
+def _minus(a, b):
+  """Total length of the union `a` not covered by the union `b` (both sorted, disjoint)."""
+  exposed, j = 0, 0
+  for start, end in a:
+    cursor = start
+    while j < len(b) and b[j][1] <= cursor:
+      j += 1
+    k = j
+    while k < len(b) and b[k][0] < end:
+      if b[k][0] > cursor:
+        exposed += b[k][0] - cursor
+      cursor = max(cursor, b[k][1])
+      k += 1
+    exposed += max(0, end - cursor)
+  return exposed
+
+
+def kernel_overlap(trace_dir, steps):
+  path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
+  per_device = []
+  for plane in ProfileData.from_file(path).planes:
+    if not plane.name.startswith("/device:"):
+      continue
+    compute, collective = [], []
+    for line in plane.lines:
+      if not line.name.startswith("Stream"):
+        continue
+      for event in line.events:
+        kind = collective if "nccl" in event.name.lower() else compute
+        kind.append((event.start_ns, event.end_ns))
+    if not compute:
+      continue
+    compute, collective = _union(compute), _union(collective)
+    per_device.append({"device": plane.name, "compute_ms": _length(compute) / 1e6 / steps,
+                       "collective_ms": _length(collective) / 1e6 / steps,
+                       "exposed_collective_ms": _minus(collective, compute) / 1e6 / steps})
+  return per_device
+
+
+def run_all(spec, num_devices, steps, iters, trace_steps):
   per_device = spec[2]
   check_batch = per_device * num_devices  # the global batch every layout's losses are taken on
   rows = []
@@ -92,10 +169,15 @@ def run_all(spec, num_devices, steps, iters):
       row["losses"], _ = first_losses(spec, s_check, state_check, compiled_check, check_batch, steps)
     else:  # the state is donated: time the steps from where the loss check left it
       row["losses"], state = first_losses(spec, s, state, compiled, check_batch, steps)
-    row["img_per_s"] = throughput(spec, s, state, compiled, per_device * n, iters)
+    row["img_per_s"], row["img_per_s_blocking"], state = throughput(
+        spec, s, state, compiled, per_device * n, iters)
     row["img_per_s_per_device"] = row["img_per_s"] / n
     base = rows[0] if rows else row
     row["efficiency"] = row["img_per_s_per_device"] / base["img_per_s_per_device"]
+    row["efficiency_blocking"] = row["img_per_s_blocking"] / n / base["img_per_s_blocking"]
+    if trace_steps:
+      with tempfile.TemporaryDirectory() as trace_dir:
+        row["kernels"] = traced(spec, s, state, compiled, per_device * n, trace_steps, trace_dir)
     row["max_abs_loss_diff"] = max(abs(a - b) for a, b in zip(row["losses"], base["losses"]))
     rows.append(row)
     print(json.dumps(row), flush=True)
@@ -105,13 +187,26 @@ def run_all(spec, num_devices, steps, iters):
 def report(rows, check_batch, header):
   lines = [header, "",
            "| layout | devices | global batch | img/s | img/s per device | efficiency | "
+           "efficiency, blocking on every step | "
            f"memory GiB per device | first losses (global batch {check_batch}) | max abs diff vs 1 device |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(f"| {r['layout']} | {r['devices']} | {r['global_batch']} | {r['img_per_s']:,.0f} | "
                  f"{r['img_per_s_per_device']:,.0f} | {r['efficiency']:.1%} | "
+                 f"{r['efficiency_blocking']:.1%} | "
                  f"{r['memory_gib_per_device']:.2f} | {', '.join(f'{x:.5f}' for x in r['losses'])} | "
                  f"{r['max_abs_loss_diff']:.2e} |")
+  traced_rows = [r for r in rows if r.get("kernels")]
+  if traced_rows:
+    lines += ["", "Kernel time per step and device (trace): compute, NCCL collectives, and the "
+              "collective time no compute kernel overlaps.", "",
+              "| layout | device | step ms (wall) | compute ms | collective ms | exposed collective ms |",
+              "|---|---|---|---|---|---|"]
+    for r in traced_rows:
+      for k in r["kernels"]:
+        lines.append(f"| {r['layout']} | {k['device']} | {1e3 * r['global_batch'] / r['img_per_s']:.2f} | "
+                     f"{k['compute_ms']:.2f} | {k['collective_ms']:.2f} | "
+                     f"{k['exposed_collective_ms']:.2f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -123,13 +218,16 @@ def main():
   parser.add_argument("--devices", type=int, default=0, help="N (0: all devices)")
   parser.add_argument("--steps", type=int, default=3, help="first steps whose losses are compared")
   parser.add_argument("--iters", type=int, default=10, help="calls per timed repeat")
+  parser.add_argument("--trace-steps", type=int, default=0,
+                      help="> 0: trace this many steps of every layout (kernel overlap table)")
   args = parser.parse_args()
   num_devices = args.devices or jax.device_count()
   if num_devices > jax.device_count():
     sys.exit(f"scaling_bench: --devices {num_devices} but only {jax.device_count()} devices exist")
   os.makedirs(args.out, exist_ok=True)
   spec = SMOKE if args.smoke else FULL
-  rows, check_batch = run_all(spec, num_devices, args.steps, 2 if args.smoke else args.iters)
+  rows, check_batch = run_all(spec, num_devices, args.steps, 2 if args.smoke else args.iters,
+                              args.trace_steps)
   device = jax.devices()[0].device_kind
   header = (f"device: {num_devices} x {device}; jax {jax.__version__}; {spec[0]} {spec[1]}px "
             f"{spec[3]}, {spec[2]} images per device")

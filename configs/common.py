@@ -65,6 +65,9 @@ def base_config():
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   c.eval_every_steps = 0  # 0: evaluate at the end only
+  # Resume a workdir whose checkpoints were trained with other settings (batch size, schedule,
+  # data, ...; vig_jax/run_config.py lists those free to change): off, that is a one-line error.
+  c.allow_config_change = False
   # A converted checkpoint (python -m vig_jax.convert): a head of another class count is
   # re-initialised, the position embedding resized to image_size; the rest must match.
   c.init_from = ""

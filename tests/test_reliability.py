@@ -177,6 +177,7 @@ def trained_workdir(tmp_path_factory):
   return workdir
 
 
+ALLOW = "--config.allow_config_change=True"
 BAD_INPUTS = [  # (flags, words the one-line error must contain)
     (["--config.model=vig_xl"], "unknown model 'vig_xl'"),
     (["--config.not_a_key=1"], "the config has no field 'not_a_key' (--config.not_a_key=1)"),
@@ -184,11 +185,14 @@ BAD_INPUTS = [  # (flags, words the one-line error must contain)
     (["--config.init_from=/nonexistent"], "/nonexistent is not a converted checkpoint"),
     (["--config.batch_size=12"], "batch_size 12 must be divisible by the 8 devices"),
     (["--config.image_size=36"], "image_size 36 is not a multiple of vig_t's token stride 8"),
-    (["--config.input.num_classes=7"], "num_classes: checkpoint 10 vs config 7"),
-    (["--config.model_kwargs.embed_dim=64"], "is for another model"),
+    # The checkpoint's own checks, behind the config.json comparison (allow_config_change).
+    (["--config.input.num_classes=7", ALLOW], "num_classes: checkpoint 10 vs config 7"),
+    (["--config.model_kwargs.embed_dim=64", ALLOW], "is for another model"),
     (["--config.input.source=nope"], "Unknown data source 'nope'"),
     (["--config.batch_size=0"], "batch_size must be > 0, got 0"),
-    (["--config.image_size=64"], "does not fit the config (['pos_embed']: checkpoint ("),
+    (["--config.image_size=64", ALLOW], "does not fit the config (['pos_embed']: checkpoint ("),
+    (["--config.total_steps=2", "--config.grad_accum_steps=2"],
+     "holds a run with grad_accum_steps=1; this config has grad_accum_steps=2. Use a new"),
 ]
 
 

@@ -33,6 +33,11 @@ def create_manager(workdir, *, keep, async_save=True):
                                item_names=("state", "meta"))
 
 
+def saved_steps(workdir):
+  """The steps of the complete checkpoints in `workdir` ([] if none); reads only."""
+  return ocp.utils.checkpoint_steps(workdir_lib.path(workdir) / "checkpoints")
+
+
 def save(manager, state, meta, *, force=False):
   step = int(jax.device_get(state.step))
   return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

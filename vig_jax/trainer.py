@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from vig_jax import checkpointing, optim, pretrained, sharding, workdir as workdir_lib
+from vig_jax import checkpointing, optim, pretrained, run_config, sharding, workdir as workdir_lib
 from vig_jax.data import augment_batch, dataset_info, eval_iterator, train_iterator
 from vig_jax.metric_writers import MetricWriter, Progress
 from vig_jax.models import ViG, create_model, model_fields
@@ -282,7 +282,8 @@ def train_and_evaluate(config, workdir):
   or None when stopped early (SIGTERM, Ctrl-C) after saving the current step.
 
   `workdir` may be local or a URL (gs://...). Every check (config, data, workdir: a directory,
-  writable, not in use by another run) comes before any compute or write.
+  writable, not in use by another run, its checkpoints trained with this config: see run_config)
+  comes before any compute or write.
   """
   maybe_initialize_distributed(config)
   s = setup(config)
@@ -290,6 +291,10 @@ def train_and_evaluate(config, workdir):
     raise ConfigError(f"nothing to train: total_steps={config.total_steps}, "
                       f"num_epochs={config.num_epochs} make {s.total_steps} steps")
   workdir = workdir_lib.path(workdir)
+  try:
+    run_config.check_resume(config, workdir)
+  except run_config.ConfigChangeError as e:
+    raise ConfigError(str(e)) from e
   with workdir_lib.lock(workdir):
     manager = checkpointing.create_manager(workdir, keep=config.keep_checkpoints)
     try:
@@ -308,7 +313,7 @@ def _train_loop(config, workdir, s, manager):
       logging.info("resumed from checkpoint step %d", int(jax.device_get(state.step)))
     first = int(jax.device_get(state.step))
     if jax.process_index() == 0:  # only once the workdir is known to belong to this config
-      (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+      run_config.write(config, workdir, first)
     logging.info("%s: %d params, mesh %s, steps %d..%d", config.model,
                  sum(x.size for x in jax.tree.leaves(state.params)), dict(s.mesh.shape), first,
                  s.total_steps)

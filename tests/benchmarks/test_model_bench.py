@@ -61,3 +61,15 @@ def test_model_bench_refuses_unknown_frameworks(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == \
       "model_bench: --frameworks 'vig,jaxx': choose from vig, flax, timm"
   assert not (tmp_path / "out").exists()
+
+
+def test_the_train_step_with_augmentation_is_its_own_row_never_a_peer():
+  plain, augmented = Job("vig", "vig_s", 224, "train", 128), Job("vig", "vig_s", 224, "train", 128,
+                                                                 augment=True)
+  assert plain.label != augmented.label
+  workloads = model_bench.full_set()[0]
+  assert all(not p.augment for w in workloads for p in w.peers)
+  assert [w.ours for w in workloads if w.ours.augment] == [augmented]
+  rows = [{**_row(augmented, 100.0), "augment": True}]
+  text = model_bench.report([Workload("with aug", augmented, ())], [], rows, "header")
+  assert "| vig_s | vig-jax, with the input's device half | 128 | 100 |" in text

@@ -36,3 +36,13 @@ def test_scaling_bench_refuses_more_devices_than_exist(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == \
       "scaling_bench: --devices 4 but only 2 devices exist"
   assert not os.listdir(tmp_path)
+
+
+def test_exposed_collective_time_is_what_no_compute_interval_covers():
+  from benchmarks import scaling_bench
+  compute = scaling_bench._union([(0, 10), (5, 20), (30, 40)])
+  assert compute == [[0, 20], [30, 40]]
+  collective = scaling_bench._union([(15, 35), (45, 50)])
+  # 15..35 is covered by compute on 15..20 and 30..35: 10 exposed; 45..50 all exposed.
+  assert scaling_bench._minus(collective, compute) == 15
+  assert scaling_bench._minus(compute, []) == scaling_bench._length(compute) == 30
