@@ -25,7 +25,8 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PTXAS_STATS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads\n.*Used (\d+) registers")
+PTXAS_STATS = re.compile(
+    r"(\d+) bytes spill stores, (\d+) bytes spill loads\n.*Used (\d+) registers")
 
 
 def lower_kernels(shape, k_blocks, dtype_name, out_dir):

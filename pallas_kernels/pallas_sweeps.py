@@ -95,15 +95,22 @@ def backward_output(io, n, carry, dtype):
   qs = q * scale
   fwd, cf = cm.forward_decay(gf, io.prefix_sum)
   bwd, cb = cm.backward_decay(gb, io.prefix_sum)
+  # The state terms first, so that the entering state and adjoint are dead before the
+  # [C, C, dk] pair tensors (fewer registers live at once in the GPU kernel).
+  dq_state = cm.state_dq(g, fwd, state_f, dtype)
+  dk_adjoint = cm.adjoint_dk(v, bwd, adjoint_b, dtype)
+  dv_adjoint = cm.adjoint_dv(k, bwd, adjoint_b, dtype)
+  carried = (cm.carry_state(state_f, k, v, fwd, dtype),
+             cm.carry_adjoint(adjoint_b, qs, g, bwd, dtype))
   pair = cm.pair_decays(cf, cb)
   a = cm.scores(qs, k, pair)
   intra = cm.intra_grads(qs, k, pair, cm.dot(g, v.T, dtype))
 
-  dq_f = scale * (intra.dq_f + cm.state_dq(g, fwd, state_f, dtype))
+  dq_f = scale * (intra.dq_f + dq_state)
   dq_b = scale * intra.dq_b + io.staged("dq", n)
   dk_f = intra.dk_f + io.staged("dk", n)
-  dk_b = intra.dk_b + cm.adjoint_dk(v, bwd, adjoint_b, dtype)
-  dv = cm.dot(a.T, g, dtype) + cm.adjoint_dv(k, bwd, adjoint_b, dtype) + io.staged("dv", n)
+  dk_b = intra.dk_b + dk_adjoint
+  dv = cm.dot(a.T, g, dtype) + dv_adjoint + io.staged("dv", n)
   io.store("dq", n, dq_f + dq_b + scale * intra.dq_diag)
   io.store("dk", n, dk_f + dk_b + intra.dk_diag)
   io.store("dv", n, dv)
@@ -115,7 +122,6 @@ def backward_output(io, n, carry, dtype):
   r_b = q * dq_b - k * dk_b
   io.store("dgf", n, -(dgf_sum + io.prefix_sum(r_f) - r_f))
   io.store("dgb", n, dgb_sum + io.prefix_sum(r_b))
-  return (cm.carry_state(state_f, k, v, fwd, dtype),
-          cm.carry_adjoint(adjoint_b, qs, g, bwd, dtype),
+  return (*carried,
           dgf_sum + jnp.sum(r_f, axis=0)[None, :],
           dgb_sum + jnp.sum(r_b, axis=0)[None, :])
