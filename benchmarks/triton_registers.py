@@ -77,12 +77,9 @@ def lower_kernels(shape, k_blocks, dtype_name, out_dir):
 
 def compile_kernels(kernels):
   """Under the Triton interpreter: registers and spill bytes of each kernel, compiled for sm_90a."""
-  try:
-    import triton
-    from triton.backends.compiler import GPUTarget
-  except ImportError:
-    sys.exit(f"triton_registers: {sys.executable} has no triton (pip install triton==3.9.0 in a "
-             "separate venv)")
+  import triton
+  from triton.backends.compiler import GPUTarget
+
   triton.knobs.nvidia.dump_ptxas_log = True  # printed to stdout by the cubin step
   triton.knobs.compilation.always_compile = True  # a cached kernel would skip ptxas
   stats = []
@@ -101,6 +98,16 @@ def compile_kernels(kernels):
   return stats
 
 
+def check_triton(python):
+  try:
+    found = subprocess.run([python, "-c", "import triton"], capture_output=True).returncode == 0
+  except OSError:
+    found = False
+  if not found:
+    sys.exit(f"triton_registers: {python} cannot import triton (pip install triton==3.9.0 in a "
+             "separate venv)")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--triton-python", help="a Python interpreter with triton installed")
@@ -116,13 +123,17 @@ def main():
     return
   if not args.triton_python:
     sys.exit("triton_registers: --triton-python is required (a venv with pip's triton==3.9.0)")
+  check_triton(args.triton_python)
 
   print(f"compile-only (sm_90a, no GPU), shape B H L dk dv = {tuple(args.shape)}, {args.dtype}")
   print("| k_blocks | kernel | warps | stages | registers | spill stores (B) | spill loads (B) |")
   print("|---|---|---|---|---|---|---|")
   for k_blocks in args.k_blocks:
     with tempfile.TemporaryDirectory() as tmp:
-      kernels = lower_kernels(args.shape, k_blocks, args.dtype, tmp)
+      try:
+        kernels = lower_kernels(args.shape, k_blocks, args.dtype, tmp)
+      except ValueError as e:  # k_blocks that does not split dk
+        sys.exit(f"triton_registers: {e}")
       listing = os.path.join(tmp, "kernels.json")
       with open(listing, "w") as f:
         json.dump(kernels, f)

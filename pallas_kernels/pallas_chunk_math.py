@@ -140,10 +140,12 @@ class IntraGrads(NamedTuple):
 
 
 def intra_grads(q, k, pair, dscores):
-  """Gradients of q and k through `scores`, given its cotangent dscores [C, C]."""
+  """Gradients of q and k through `scores`, given its cotangent dscores [C, C].
+
+  One [C, C, dk] tensor, the pair decays weighted by dscores, serves both directions: each takes
+  its side of the diagonal as it reduces (on the GPU, fewer such tensors live at once)."""
   c = q.shape[0]
   row, col = _iota((c, c), 0), _iota((c, c), 1)
-
   w = jnp.where(row != col, dscores, 0.0)[:, :, None] * pair
 
   def direction(mask):
