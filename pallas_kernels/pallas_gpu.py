@@ -56,6 +56,10 @@ class _SegmentIO:
   fp32, rows past the sequence's end reading as zeros. Partial results are staged in the output
   rows themselves."""
 
+  # Not a matmul: Triton's fp32 dot runs on FMA units, and its [C, C] operands cost the backward
+  # kernel spills (benchmarks/triton_registers.py).
+  prefix_sum = staticmethod(cm.prefix_sum_by_scan)
+
   def __init__(self, length, seg, scale, **refs):
     self.refs = refs
     self.valid = length - _segment() * seg
