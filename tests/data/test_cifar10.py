@@ -52,7 +52,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 def test_config_trains_a_few_steps_on_cpu(archive, tmp_path):
   config = cifar10_config.get_config(archive)
-  config.input.num_workers = 2
+  config.input.num_workers = 0  # worker processes are tested in test_pipeline.py
   config.batch_size, config.eval_batch_size, config.total_steps = 16, 16, 3
   config.log_every_steps = config.checkpoint_every_steps = 3
   config.dtype = "float32"  # bfloat16 on CPU only costs time
