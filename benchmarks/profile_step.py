@@ -27,18 +27,16 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
-from jax.profiler import ProfileData  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import model_bench  # noqa: E402
+from benchmarks import model_bench, traces  # noqa: E402
 from benchmarks.model_bench import Job  # noqa: E402
 from vig_jax import xla_flags  # noqa: E402
 from vig_jax.models import layers  # noqa: E402
@@ -121,20 +119,13 @@ def _location(op_name):
 
 def kernel_events(trace_dir, module_name):
   """[(hlo_op, kernel name, duration ns)] of the device kernels the module's runs launched."""
-  path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
-  data = ProfileData.from_file(path)
-  planes = [p for p in data.planes if p.name.startswith("/device:")] or \
-      [p for p in data.planes if p.name == "/host:CPU"]
   events = []
-  for plane in planes:
-    lines = list(plane.lines)
-    streams = [line for line in lines if line.name.startswith("Stream")] or lines
-    for line in streams:
-      for event in line.events:
-        stats = {name: value for name, value in event.stats}
-        if stats.get("hlo_module", module_name) != module_name or "hlo_op" not in stats:
-          continue
-        events.append((str(stats["hlo_op"]), event.name, event.duration_ns))
+  for plane in traces.kernel_planes(trace_dir):
+    for event in traces.kernels(plane):
+      stats = {name: value for name, value in event.stats}
+      if stats.get("hlo_module", module_name) != module_name or "hlo_op" not in stats:
+        continue
+      events.append((str(stats["hlo_op"]), event.name, event.duration_ns))
   return events
 
 

@@ -17,17 +17,15 @@ import os
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off on shared hosts
 
 import argparse  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
-from jax.profiler import ProfileData  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import model_bench  # noqa: E402
+from benchmarks import model_bench, traces  # noqa: E402
 from vig_jax import trainer, xla_flags  # noqa: E402
 
 # (model, resolution, per-device batch, dtype, size overrides)
@@ -134,18 +132,14 @@ def _minus(a, b):
 
 
 def kernel_overlap(trace_dir, steps):
-  path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
   per_device = []
-  for plane in ProfileData.from_file(path).planes:
+  for plane in traces.kernel_planes(trace_dir):
     if not plane.name.startswith("/device:"):
-      continue
+      continue  # a CPU backend: no device kernels
     compute, collective = [], []
-    for line in plane.lines:
-      if not line.name.startswith("Stream"):
-        continue
-      for event in line.events:
-        kind = collective if "nccl" in event.name.lower() else compute
-        kind.append((event.start_ns, event.end_ns))
+    for event in traces.kernels(plane):
+      kind = collective if "nccl" in event.name.lower() else compute
+      kind.append((event.start_ns, event.end_ns))
     if not compute:
       continue
     compute, collective = _union(compute), _union(collective)
