@@ -40,28 +40,36 @@ def dot(a, b, dtype):
                  preferred_element_type=jnp.float32)
 
 
-def _prefix_sum(x):
-  """Inclusive prefix sum over tokens as an fp32 matmul (Mosaic TPU has no cumsum)."""
+def prefix_sum_by_matmul(x):
+  """Inclusive prefix sum over tokens as an fp32 matmul with a triangle of ones (Mosaic TPU has
+  no cumsum)."""
   c = x.shape[0]
   return dot((_iota((c, c), 0) >= _iota((c, c), 1)).astype(jnp.float32), x, jnp.float32)
+
+
+def prefix_sum_by_scan(x):
+  """Inclusive prefix sum over tokens as a scan. For Triton: its fp32 dot (no TF32) runs on the
+  FMA units with [C, C] operands that cost registers, and the kernels run out of them."""
+  return jnp.cumsum(x.astype(jnp.float32), axis=0)
 
 
 def _log2_gates(g):
   return g.astype(jnp.float32) * _LOG2E
 
 
-def forward_decay(gf):
-  """(Decay, cf) of the forward direction, which enters a chunk on the left."""
+def forward_decay(gf, prefix_sum):
+  """(Decay, cf) of the forward direction, which enters a chunk on the left. prefix_sum: one of
+  the prefix_sum_by_* functions."""
   gf = _log2_gates(gf)
-  cf = _prefix_sum(gf)
+  cf = prefix_sum(gf)
   total = jnp.sum(gf, axis=0)
   return Decay(jnp.exp2(cf), jnp.exp2(total[None, :] - cf), jnp.exp2(total)[:, None]), cf
 
 
-def backward_decay(gb):
+def backward_decay(gb, prefix_sum):
   """(Decay, cb) of the backward direction, which enters a chunk on the right."""
   gb = _log2_gates(gb)
-  cb = _prefix_sum(gb) - gb
+  cb = prefix_sum(gb) - gb
   total = jnp.sum(gb, axis=0)
   return Decay(jnp.exp2(total[None, :] - cb), jnp.exp2(cb), jnp.exp2(total)[:, None]), cb
 
@@ -132,24 +140,20 @@ class IntraGrads(NamedTuple):
 
 
 def intra_grads(q, k, pair, dscores):
-  """Gradients of q and k through `scores`, given its cotangent dscores [C, C]."""
+  """Gradients of q and k through `scores`, given its cotangent dscores [C, C].
+
+  One [C, C, dk] tensor, the pair decays weighted by dscores, serves both directions: each takes
+  its side of the diagonal as it reduces (on the GPU, fewer such tensors live at once)."""
   c = q.shape[0]
   row, col = _iota((c, c), 0), _iota((c, c), 1)
-  ds_f = jnp.where(row > col, dscores, 0.0)[:, :, None]
-  ds_b = jnp.where(row < col, dscores, 0.0)[:, :, None]
+  w = jnp.where(row != col, dscores, 0.0)[:, :, None] * pair
+
+  def direction(mask):
+    w_dir = jnp.where(mask[:, :, None], w, 0.0)
+    return jnp.sum(w_dir * k[None, :, :], axis=1), jnp.sum(w_dir * q[:, None, :], axis=0)
+
+  dq_f, dk_f = direction(row > col)
+  dq_b, dk_b = direction(row < col)
   ds_diag = 2 * jnp.sum(jnp.where(row == col, dscores, 0.0), axis=1, keepdims=True)
-  k_pair = k[None, :, :] * pair
-  q_pair = q[:, None, :] * pair
-  return IntraGrads(
-      dq_f=jnp.sum(ds_f * k_pair, axis=1), dq_b=jnp.sum(ds_b * k_pair, axis=1),
-      dq_diag=ds_diag * k,
-      dk_f=jnp.sum(ds_f * q_pair, axis=0), dk_b=jnp.sum(ds_b * q_pair, axis=0),
-      dk_diag=ds_diag * q)
-
-
-def exclusive_prefix_sum(x):
-  return _prefix_sum(x) - x.astype(jnp.float32)
-
-
-def inclusive_prefix_sum(x):
-  return _prefix_sum(x)
+  return IntraGrads(dq_f=dq_f, dq_b=dq_b, dq_diag=ds_diag * k,
+                    dk_f=dk_f, dk_b=dk_b, dk_diag=ds_diag * q)

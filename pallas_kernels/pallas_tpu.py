@@ -35,6 +35,8 @@ class _HeadIO:
   """pallas_sweeps' view of one head in the current T-block: lanes [head*d, (head+1)*d) of each
   [T, G*d] block; rows past the sequence's end read as zeros. Stages are [T, d] VMEM scratch."""
 
+  prefix_sum = staticmethod(cm.prefix_sum_by_matmul)  # Mosaic TPU has no cumsum
+
   def __init__(self, head, first_row, length, scale, refs, stages):
     self.head, self.first_row, self.length, self.scale = head, first_row, length, scale
     self.refs, self.stages = refs, stages
