@@ -56,12 +56,9 @@ class _SegmentIO:
   fp32, rows past the sequence's end reading as zeros. Partial results are staged in the output
   rows themselves."""
 
-  # Not a matmul: Triton's fp32 dot runs on FMA units, and its [C, C] operands cost the backward
-  # kernel spills (benchmarks/triton_registers.py).
-  prefix_sum = staticmethod(cm.prefix_sum_by_scan)
-
-  def __init__(self, length, seg, scale, **refs):
+  def __init__(self, length, seg, scale, prefix_sum, **refs):
     self.refs = refs
+    self.prefix_sum = prefix_sum
     self.valid = length - _segment() * seg
     self.scale = scale  # of the whole head: q holds only this program's k-block
 
@@ -79,6 +76,14 @@ class _SegmentIO:
     pltriton.store(view, x.astype(self.refs[name].dtype), mask=mask)
 
   stage, staged = store, load
+
+
+def _prefix_sum(backward):
+  """The in-chunk prefix sum for a kernel of one pass. The backward kernel runs out of registers,
+  and Triton's fp32 dot (FMA units, [C, C] operands) costs it spills (benchmarks/
+  triton_registers.py): it takes a scan. The forward kernel is 16% faster with the dot (measured
+  on an H100, BENCHMARKS.md)."""
+  return cm.prefix_sum_by_scan if backward else cm.prefix_sum_by_matmul
 
 
 def _sync_threads(barrier):
@@ -115,7 +120,8 @@ def _summary_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *refs, length, seg, sca
   """
   do_ref, *outs = refs if adjoints else (None, *refs)
   *u_refs, tf_ref, tb_ref = outs
-  io = _SegmentIO(length, seg, scale, q=q_ref, k=k_ref, v=v_ref, gf=gf_ref, gb=gb_ref, do=do_ref)
+  io = _SegmentIO(length, seg, scale, _prefix_sum(adjoints), q=q_ref, k=k_ref, v=v_ref,
+                  gf=gf_ref, gb=gb_ref, do=do_ref)
   n_chunks = seg // C
 
   def step(i, carry):
@@ -140,7 +146,8 @@ def _summary_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *refs, length, seg, sca
 def _forward_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *rest, length, seg, scale, dtype,
                     barrier):
   *summaries, o_ref = rest
-  io = _SegmentIO(length, seg, scale, q=q_ref, k=k_ref, v=v_ref, gf=gf_ref, gb=gb_ref, o=o_ref)
+  io = _SegmentIO(length, seg, scale, _prefix_sum(backward=False), q=q_ref, k=k_ref, v=v_ref,
+                  gf=gf_ref, gb=gb_ref, o=o_ref)
   n_chunks = seg // C
   if summaries:
     u_f, u_b, t_f, t_b = summaries
@@ -169,8 +176,9 @@ def _gate_offsets(state_f, adjoint_f, state_b, adjoint_b):
 def _backward_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, do_ref, *rest,
                      length, seg, scale, dtype, barrier):
   *summaries, dq_ref, dk_ref, dv_ref, dgf_ref, dgb_ref = rest
-  io = _SegmentIO(length, seg, scale, q=q_ref, k=k_ref, v=v_ref, gf=gf_ref, gb=gb_ref, do=do_ref,
-                  dq=dq_ref, dk=dk_ref, dv=dv_ref, dgf=dgf_ref, dgb=dgb_ref)
+  io = _SegmentIO(length, seg, scale, _prefix_sum(backward=True), q=q_ref, k=k_ref, v=v_ref,
+                  gf=gf_ref, gb=gb_ref, do=do_ref, dq=dq_ref, dk=dk_ref, dv=dv_ref, dgf=dgf_ref,
+                  dgb=dgb_ref)
   n_chunks = seg // C
   if summaries:
     u_sf, u_sb, u_af, u_ab, t_f, t_b = summaries
