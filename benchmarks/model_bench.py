@@ -284,6 +284,7 @@ def _timm_measure(job, iters):
 
 
 RUNNERS = {"vig": vig_peer, "flax": flax_peer, "timm_eager": timm_peer, "timm_compiled": timm_peer}
+FRAMEWORKS = ("vig", "flax", "timm", "timm_eager", "timm_compiled")  # timm: eager and compiled
 
 
 def timm_available():
@@ -296,14 +297,15 @@ def timm_available():
 
 
 def jobs_of(workloads, per_token, frameworks):
-  """Every distinct job of `frameworks` (vig, flax, timm) once, timm first.
+  """Every distinct job of `frameworks` (FRAMEWORKS) once, timm first.
 
   timm first: its peers are every ratio's reference, and PyTorch hands its cached memory back
   (empty_cache) before JAX, which reserves most of the GPU's memory when it starts.
   """
   jobs = []
   for job in [j for w in workloads for j in (w.ours, *w.peers)] + per_token:
-    if job not in jobs and job.framework.split("_")[0] in frameworks:
+    selected = job.framework in frameworks or job.framework.split("_")[0] in frameworks
+    if job not in jobs and selected:
       jobs.append(job)
   return sorted(jobs, key=lambda j: not j.framework.startswith("timm"))
 
@@ -393,14 +395,19 @@ def main():
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, any backend")
   parser.add_argument("--iters", type=int, default=10, help="calls per timed repeat")
   parser.add_argument("--frameworks", default="vig,flax,timm",
-                      help="which to run: vig (ours), flax (the Flax DeiT), timm (eager + compiled)")
+                      help="which to run: vig (ours), flax (the Flax DeiT), timm (eager + "
+                      "compiled), timm_eager, timm_compiled")
+  parser.add_argument("--bars-only", action="store_true",
+                      help="only the workloads with a bar, and time per token")
   parser.add_argument("--report", nargs="+", default=(),
                       help="only redo the tables from these rows files (.jsonl of earlier runs)")
   args = parser.parse_args()
   workloads, per_token = smoke_set() if args.smoke else full_set()
+  if args.bars_only:
+    workloads = [w for w in workloads if w.bar]
   frameworks = set(args.frameworks.split(","))
-  if not frameworks <= {"vig", "flax", "timm"}:
-    sys.exit(f"model_bench: --frameworks {args.frameworks!r}: choose from vig, flax, timm")
+  if not frameworks <= set(FRAMEWORKS):
+    sys.exit(f"model_bench: --frameworks {args.frameworks!r}: choose from {', '.join(FRAMEWORKS)}")
   os.makedirs(args.out, exist_ok=True)
   if args.report:
     rows = []
@@ -409,10 +416,11 @@ def main():
         rows += [json.loads(line) for line in f if line.strip()]
     header = "Tables from the rows of " + ", ".join(args.report)
   else:
-    with_timm = "timm" in frameworks and timm_available()
-    if "timm" in frameworks and not with_timm:
+    timm_frameworks = {f for f in frameworks if f.startswith("timm")}
+    with_timm = bool(timm_frameworks) and timm_available()
+    if timm_frameworks and not with_timm:
       print("timm/torch do not import: the timm peers are skipped", flush=True)
-    jobs = jobs_of(workloads, per_token, frameworks if with_timm else frameworks - {"timm"})
+    jobs = jobs_of(workloads, per_token, frameworks if with_timm else frameworks - timm_frameworks)
     with open(os.path.join(args.out, "model_bench.jsonl"), "w") as log:  # rows as they come
       rows = run_all(jobs, 2 if args.smoke else args.iters, log)
     versions = {"jax": jax.__version__}

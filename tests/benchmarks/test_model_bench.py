@@ -59,8 +59,18 @@ def test_model_bench_refuses_unknown_frameworks(tmp_path):
                            f"--out={tmp_path / 'out'}"], cwd=REPO, capture_output=True, text=True)
   assert result.returncode != 0
   assert result.stderr.strip().splitlines()[-1] == \
-      "model_bench: --frameworks 'vig,jaxx': choose from vig, flax, timm"
+      "model_bench: --frameworks 'vig,jaxx': choose from vig, flax, timm, timm_eager, timm_compiled"
   assert not (tmp_path / "out").exists()
+
+
+def test_frameworks_select_jobs_and_timm_names_both_modes():
+  workloads, per_token = model_bench.full_set()
+  frameworks = lambda selected: {j.framework for j in model_bench.jobs_of(workloads, per_token,
+                                                                          selected)}
+  assert frameworks({"vig", "timm"}) == {"vig", "timm_eager", "timm_compiled"}
+  assert frameworks({"vig", "timm_compiled"}) == {"vig", "timm_compiled"}
+  jobs = model_bench.jobs_of(workloads, per_token, {"vig", "timm_compiled"})
+  assert jobs[0].framework == "timm_compiled"  # timm first: it hands its memory back before JAX
 
 
 def test_the_train_step_with_augmentation_is_its_own_row_never_a_peer():

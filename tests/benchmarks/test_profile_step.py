@@ -36,3 +36,9 @@ def test_categories_follow_the_hlo():
       "norm/elementwise/gating"
   assert profile_step.scope_category("jit(train_step)/mul") == "optimizer"
   assert profile_step.scope_category("jit(train_step)/jit(_beta)/jit(_gamma)/add") == "other"
+
+
+def test_report_without_the_ablation(eval_profile):
+  text = profile_step.report([{**eval_profile, "step_ms_bigla_as_identity": None}], "header")
+  assert "o = v" not in text and "| BiGLA |" in text
+  assert "o = v" in profile_step.report([eval_profile], "header")
