@@ -10,8 +10,9 @@ every device kernel's time attributed to the HLO instruction that launched it (t
 `op_name` metadata, which carries the Flax module path. Categories: matmul (dots, GEMM custom
 calls, dense convs), BiGLA (the kernel and the XLA ops around it in the mixer's `_bigla`),
 depthwise conv (the mixer's `in_proj`), norm/elementwise/gating (the rest of the model),
-optimizer (the ops outside the model: clipping, AdamW, EMA, and the loss), other (random numbers,
-Mixup/CutMix, drop path's masks, copies, unattributed kernels). Then the same step with BiGLA
+optimizer (the ops outside the model: clipping, AdamW, EMA, and the loss), collectives (NCCL
+kernels, by name: their HLO ops carry the op_names of the values they reduce), other (random
+numbers, Mixup/CutMix, drop path's masks, copies, unattributed kernels). Then the same step with BiGLA
 replaced by `o = v` (the ablation; everything else unchanged).
 
 XLA's command buffers (CUDA graphs) are turned off for the whole script, so that each kernel in the
@@ -41,7 +42,8 @@ from benchmarks.model_bench import Job  # noqa: E402
 from vig_jax import xla_flags  # noqa: E402
 from vig_jax.models import layers  # noqa: E402
 
-CATEGORIES = ("matmul", "BiGLA", "depthwise conv", "norm/elementwise/gating", "optimizer", "other")
+CATEGORIES = ("matmul", "BiGLA", "depthwise conv", "norm/elementwise/gating", "optimizer",
+              "collectives", "other")
 FULL = [Job("vig", "vig_s", 224, "train", 128), Job("vig", "vig_t", 1024, "eval", 16)]
 SMOKE = [Job("vig", "vig_t", 32, "train", 4, (("depth", 2),)),
          Job("vig", "vig_t", 64, "eval", 2, (("depth", 2),))]
@@ -137,7 +139,9 @@ def breakdown(events, instructions, computations, steps):
   cache = {}
   for hlo_op, kernel, ns in events:
     op = hlo_op.lstrip("%")
-    if op not in cache:
+    if traces.is_collective(kernel):  # by the kernel: their HLO ops carry the model's op_names
+      cache[op] = ("collectives", f"{hlo_op.split('.')[0]} (NCCL)")
+    elif op not in cache:
       cache[op] = categorize(op, instructions, computations) if op in instructions else (
           "matmul" if re.search("gemm|xmma|cutlass", kernel) else "other", f"unattributed: {kernel}")
     category, op_name = cache[op]

@@ -138,7 +138,7 @@ def kernel_overlap(trace_dir, steps):
       continue  # a CPU backend: no device kernels
     compute, collective = [], []
     for event in traces.kernels(plane):
-      kind = collective if "nccl" in event.name.lower() else compute
+      kind = collective if traces.is_collective(event.name) else compute
       kind.append((event.start_ns, event.end_ns))
     if not compute:
       continue

@@ -19,3 +19,8 @@ def kernels(plane):
   lines = list(plane.lines)
   for line in [line for line in lines if line.name.startswith("Stream")] or lines:
     yield from line.events
+
+
+def is_collective(kernel_name):
+  """Whether a GPU kernel is one of NCCL's (all-reduce, all-gather, ...)."""
+  return "nccl" in kernel_name.lower()

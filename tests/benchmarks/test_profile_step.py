@@ -42,3 +42,15 @@ def test_report_without_the_ablation(eval_profile):
   text = profile_step.report([{**eval_profile, "step_ms_bigla_as_identity": None}], "header")
   assert "o = v" not in text and "| BiGLA |" in text
   assert "o = v" in profile_step.report([eval_profile], "header")
+
+
+def test_nccl_kernels_are_collectives_whatever_their_op_names():
+  text = jax.jit(lambda a: jax.numpy.tanh(a @ a)).lower(jax.numpy.ones((8, 8))).compile().as_text()
+  instructions, computations = profile_step.parse_hlo(text)
+  some_op = next(iter(instructions))
+  events = [("all-reduce.3", "ncclDevKernel_AllReduce_Sum_f32_RING_LL", 2e6),
+            (some_op, "fusion_kernel", 1e6)]
+  per_category, top = profile_step.breakdown(events, instructions, computations, steps=2)
+  assert per_category["collectives"] == 1.0
+  assert sum(per_category.values()) == 1.5
+  assert {"location": "all-reduce (NCCL)", "category": "collectives", "ms": 1.0} in top
