@@ -1,10 +1,8 @@
 """Time every BiGLA implementation, forward and forward+backward, against the HBM floor.
 
-    python benchmarks/bigla_bench.py [--impls pallas_gpu mosaic_gpu] [--dtypes bf16]
-        [--k-blocks 1 2] [--out DIR]
+    python benchmarks/bigla_bench.py [--impls pallas_gpu mosaic_gpu] [--dtypes bf16] [--out DIR]
 
-Every implementation runs on every shape, pallas_gpu once per --k-blocks value (key-column blocks
-per head, recorded in its rows; other rows record none); one that runs out of device memory is reported as
+Every implementation runs on every shape; one that runs out of device memory is reported as
 skipped, with the error. Times are medians over repeats of back-to-back calls of a jitted
 function (dispatch is asynchronous, so the device stays busy; each repeat ends with
 block_until_ready). Inputs rotate over three sets, so that a call does not find its inputs left
@@ -15,7 +13,6 @@ Prints a markdown table and writes JSON to DIR/bigla_<device>_<date>_<dtypes>.js
 """
 import argparse
 import datetime
-import functools
 import json
 import os
 import statistics
@@ -24,7 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels import IMPLS, bigla, pallas_gpu
+from pallas_kernels import IMPLS, bigla
 
 SHAPES = (  # (batch, heads, length, dk, dv)
     (128, 6, 196, 32, 64),
@@ -79,43 +76,31 @@ def copy_bandwidth():
   return 2 * x.nbytes / seconds
 
 
-def bigla_fn(impl, k_blocks):
-  if impl == "pallas_gpu":
-    return functools.partial(pallas_gpu.bigla_pallas_gpu, k_blocks=k_blocks)
-  return functools.partial(bigla, impl=impl)
+def forward_fn(impl):
+  return jax.jit(lambda *args: bigla(*args, impl=impl))
 
 
-def forward_fn(fn):
-  return jax.jit(fn)
-
-
-def forward_backward_fn(fn):
+def forward_backward_fn(impl):
   # Quadratic loss: a linear one would let XLA drop the forward pass.
-  loss = lambda *args: jnp.sum(fn(*args).astype(jnp.float32) ** 2)
+  loss = lambda *args: jnp.sum(bigla(*args, impl=impl).astype(jnp.float32) ** 2)
   return jax.jit(jax.value_and_grad(loss, argnums=range(5)))
 
 
-def variants(impls, k_blocks):
-  """(impl, k_blocks) to time: pallas_gpu once per k_blocks, the others once (None)."""
-  return [(impl, kb) for impl in impls
-          for kb in (k_blocks if impl == "pallas_gpu" else [None])]
-
-
-def run(impls, dtypes, shapes, k_blocks):
+def run(impls, dtypes, shapes):
   bandwidth = copy_bandwidth()
   rows = []
   for shape in shapes:
     for dtype_name in dtypes:
       dtype = DTYPES[dtype_name]
       input_sets = [make_inputs(seed, shape, dtype) for seed in range(3)]
-      for impl, kb in variants(impls, k_blocks):
-        row = {"shape": shape, "dtype": dtype_name, "impl": impl, "k_blocks": kb}
+      for impl in impls:
+        row = {"shape": shape, "dtype": dtype_name, "impl": impl}
         for name, make, backward in (("fwd", forward_fn, False),
                                      ("fwd_bwd", forward_backward_fn, True)):
           nbytes = hbm_bytes(shape, dtype, backward)
           row[f"{name}_bytes"] = nbytes
           try:
-            seconds = time_call(make(bigla_fn(impl, kb)), input_sets)
+            seconds = time_call(make(impl), input_sets)
           except jax.errors.JaxRuntimeError as e:  # out of memory: say so in the table
             row[f"{name}_skipped"] = str(e).splitlines()[0][:80]
             continue
@@ -129,9 +114,9 @@ def run(impls, dtypes, shapes, k_blocks):
 
 def markdown(bandwidth, rows):
   lines = [f"HBM copy bandwidth measured: {bandwidth / 1e12:.2f} TB/s (read + write).", "",
-           "| shape (B H L dk dv) | dtype | impl | k-blocks | fwd ms | fwd GB/s | fwd × floor "
+           "| shape (B H L dk dv) | dtype | impl | fwd ms | fwd GB/s | fwd × floor "
            "| fwd+bwd ms | fwd+bwd GB/s | fwd+bwd × floor |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     cells = []
     for name in ("fwd", "fwd_bwd"):
@@ -140,8 +125,7 @@ def markdown(bandwidth, rows):
                   f"{r[f'{name}_x_floor']:.1f}"]
       else:
         cells += [f"skipped: {r[f'{name}_skipped']}", "", ""]
-    k_blocks = "–" if r["k_blocks"] is None else r["k_blocks"]
-    lines.append(f"| {' '.join(map(str, r['shape']))} | {r['dtype']} | {r['impl']} | {k_blocks} | "
+    lines.append(f"| {' '.join(map(str, r['shape']))} | {r['dtype']} | {r['impl']} | "
                  + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -153,24 +137,14 @@ def main():
   parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
   parser.add_argument("--shapes", nargs="+", type=int, default=None,
                       help="indices into SHAPES (default: all)")
-  parser.add_argument("--k-blocks", nargs="+", type=int, default=[pallas_gpu.K_BLOCKS],
-                      help="pallas_gpu's key-column blocks per head, one row each "
-                           f"(default: {pallas_gpu.K_BLOCKS})")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
   args = parser.parse_args()
   other_pallas = (("pallas_tpu",) if jax.default_backend() == "gpu"
                   else ("pallas_gpu", "mosaic_gpu"))
   impls = args.impls or [i for i in IMPLS if i not in other_pallas]
   shapes = [SHAPES[i] for i in args.shapes] if args.shapes is not None else SHAPES
-  if "pallas_gpu" in impls:
-    for shape in shapes:
-      for k_blocks in args.k_blocks:
-        try:
-          pallas_gpu.check_k_blocks(shape[3], k_blocks)
-        except ValueError as e:
-          parser.error(str(e))
 
-  bandwidth, rows = run(impls, args.dtypes, shapes, args.k_blocks)
+  bandwidth, rows = run(impls, args.dtypes, shapes)
   device = jax.devices()[0].device_kind
   table = markdown(bandwidth, rows)
   print(f"\n{device}, jax {jax.__version__}\n{table}")

@@ -2,7 +2,7 @@
 
     python -m venv /tmp/triton && /tmp/triton/bin/pip install triton==3.9.0
     python benchmarks/triton_registers.py --triton-python /tmp/triton/bin/python \
-        [--shape 128 6 196 32 64] [--k-blocks 1 2] [--dtype bf16]
+        [--shape 128 6 196 32 64] [--dtype bf16]
 
 This interpreter (the project's, with jax) lowers the forward and backward pass of
 pallas_gpu.bigla_pallas_gpu for the CUDA platform, which works on a CPU-only machine, and
@@ -11,8 +11,8 @@ jax._src.pallas.triton.lowering.lower_jaxpr_to_triton_module, wrapped for the ca
 itself is not a project dependency: the interpreter given by --triton-python, in a separate venv
 with pip's triton (3.9.0 measured here), compiles each kernel for sm_90a (H100) with the
 kernel's num_warps and num_stages, and its bundled ptxas reports registers per thread and
-spill bytes. For the record: kb=1 on this path gives 241 registers forward and 255 backward,
-as Nsight Compute reported for the same kernels on an H100 (jax's own Triton may differ a little).
+spill bytes. For the record: this path gives 241 registers forward and 255 backward, as Nsight
+Compute reported for the same kernels on an H100 (jax's own Triton may differ a little).
 """
 import argparse
 import contextlib
@@ -29,7 +29,7 @@ PTXAS_STATS = re.compile(
     r"(\d+) bytes spill stores, (\d+) bytes spill loads\n.*Used (\d+) registers")
 
 
-def lower_kernels(shape, k_blocks, dtype_name, out_dir):
+def lower_kernels(shape, dtype_name, out_dir):
   """Write the Triton IR of every kernel of the forward and backward pass to out_dir; return
   [{name, path, num_warps, num_stages}] in lowering order."""
   import jax
@@ -44,7 +44,7 @@ def lower_kernels(shape, k_blocks, dtype_name, out_dir):
   tokens = [jax.ShapeDtypeStruct((batch, length, heads, d), dtype) for d in (dk, dk, dv, dk, dk)]
 
   def loss(*args):
-    return pallas_gpu.bigla_pallas_gpu(*args, k_blocks=k_blocks).astype(jnp.float32).sum()
+    return pallas_gpu.bigla_pallas_gpu(*args).astype(jnp.float32).sum()
 
   modules = []
   lower_module = lowering.lower_jaxpr_to_triton_module
@@ -113,7 +113,6 @@ def main():
   parser.add_argument("--triton-python", help="a Python interpreter with triton installed")
   parser.add_argument("--shape", type=int, nargs=5, default=(128, 6, 196, 32, 64),
                       metavar=("BATCH", "HEADS", "LENGTH", "DK", "DV"))
-  parser.add_argument("--k-blocks", type=int, nargs="+", default=[1, 2])
   parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
   parser.add_argument("--compile", metavar="JSON", help=argparse.SUPPRESS)  # the Triton side
   args = parser.parse_args()
@@ -126,26 +125,22 @@ def main():
   check_triton(args.triton_python)
 
   print(f"compile-only (sm_90a, no GPU), shape B H L dk dv = {tuple(args.shape)}, {args.dtype}")
-  print("| k_blocks | kernel | warps | stages | registers | spill stores (B) | spill loads (B) |")
-  print("|---|---|---|---|---|---|---|")
-  for k_blocks in args.k_blocks:
-    with tempfile.TemporaryDirectory() as tmp:
-      try:
-        kernels = lower_kernels(args.shape, k_blocks, args.dtype, tmp)
-      except ValueError as e:  # k_blocks that does not split dk
-        sys.exit(f"triton_registers: {e}")
-      listing = os.path.join(tmp, "kernels.json")
-      with open(listing, "w") as f:
-        json.dump(kernels, f)
-      env = dict(os.environ, TRITON_DEFAULT_FP_FUSION="1")  # Triton 3.9's default, stated
-      done = subprocess.run([args.triton_python, __file__, "--compile", listing],
-                            capture_output=True, text=True, env=env)
-      if done.returncode:
-        sys.exit(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else
-                 f"triton_registers: {args.triton_python} failed ({done.returncode})")
-      for s in json.loads(done.stdout.strip().splitlines()[-1]):
-        print(f"| {k_blocks} | {s['name']} | {s['num_warps']} | {s['num_stages']} | "
-              f"{s['registers']} | {s['spill_stores']} | {s['spill_loads']} |")
+  print("| kernel | warps | stages | registers | spill stores (B) | spill loads (B) |")
+  print("|---|---|---|---|---|---|")
+  with tempfile.TemporaryDirectory() as tmp:
+    kernels = lower_kernels(args.shape, args.dtype, tmp)
+    listing = os.path.join(tmp, "kernels.json")
+    with open(listing, "w") as f:
+      json.dump(kernels, f)
+    env = dict(os.environ, TRITON_DEFAULT_FP_FUSION="1")  # Triton 3.9's default, stated
+    done = subprocess.run([args.triton_python, __file__, "--compile", listing],
+                          capture_output=True, text=True, env=env)
+  if done.returncode:
+    sys.exit(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else
+             f"triton_registers: {args.triton_python} failed ({done.returncode})")
+  for s in json.loads(done.stdout.strip().splitlines()[-1]):
+    print(f"| {s['name']} | {s['num_warps']} | {s['num_stages']} | "
+          f"{s['registers']} | {s['spill_stores']} | {s['spill_loads']} |")
 
 
 if __name__ == "__main__":

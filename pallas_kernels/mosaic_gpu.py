@@ -316,6 +316,5 @@ def bigla_mosaic_gpu(q, k, v, log_gate_fwd, log_gate_bwd, *, chunk_size=None):
   if not supports(*args):
     return pallas_gpu.bigla_pallas_gpu(*args)
   # pallas_gpu's backward kernels take the same residuals (the inputs).
-  backward = functools.partial(pallas_gpu._backward,
-                               k_blocks=pallas_gpu.default_k_blocks(q.shape[-1]), interpret=False)
+  backward = functools.partial(pallas_gpu._backward, interpret=False)
   return with_kernel_vjp(bigla_forward, backward)(*args)

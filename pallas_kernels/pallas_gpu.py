@@ -1,7 +1,7 @@
 """BiGLA as Pallas Triton kernels for GPUs: both directions in one launch, forward and backward.
 
-One program per (batch, head, k-block, segment of the sequence) walks its segment in chunks of 16
-tokens, twice:
+One program per (batch, head, segment of the sequence) walks its segment in chunks of 16 tokens,
+twice:
 1. right to left, carrying the backward-direction state; what each chunk receives from the chunks
    to its right is staged in its output rows (Triton has no scratch memory);
 2. left to right, carrying the forward-direction state; the in-chunk score matrix of both
@@ -18,14 +18,6 @@ segment's first token is a product of the states met there (see `_gate_offsets`)
 
 Arrays stay in the caller's [batch, length, heads, d] layout: the blocks are strided views, so
 there is no transpose or pad around the kernels. Ragged tails load as zeros and are not stored.
-
-K-blocks. Everything but the output separates over key columns: o_t = sum over columns c of
-(q_tc k_jc D_tjc) v_j, and the states, adjoints, gate gradients and segment summaries of a column
-depend on that column alone (and on v and the output cotangent). With k_blocks > 1 each program
-takes dk / k_blocks columns of q, k, the gates, their gradients and the summaries, and v and the
-cotangent whole; it writes its part of o (of dv in the backward pass) in fp32, and XLA sums the
-parts. A program then holds a [C, C, dk / k_blocks] pair tensor and [dk / k_blocks, dv] states:
-fewer registers, more programs per SM, for the price of every k-block's v-side dots and loads.
 """
 import functools
 
@@ -41,14 +33,11 @@ from pallas_kernels.pallas_vjp import out_struct, with_kernel_vjp
 C = cm.CHUNK
 TARGET_PROGRAMS = 512  # two waves of the two programs per SM that fit an H100 (register-bound)
 MIN_SEGMENT = 128  # shorter segments cost more in summaries than they win in parallelism
-# K-blocks per head when the caller does not say (impl="pallas_gpu" and "auto"). 1 until
-# k_blocks=2 has been timed on a GPU (benchmarks/bigla_bench.py --k-blocks 1 2): nothing measured.
-K_BLOCKS = 1
 
 
 def _segment():
-  """This program's segment: the last axis of the grid (batch, head, k-block, segment)."""
-  return pl.program_id(3)
+  """This program's segment: the last axis of the grid (batch, head, segment)."""
+  return pl.program_id(2)
 
 
 class _SegmentIO:
@@ -56,11 +45,11 @@ class _SegmentIO:
   fp32, rows past the sequence's end reading as zeros. Partial results are staged in the output
   rows themselves."""
 
-  def __init__(self, length, seg, scale, prefix_sum, **refs):
+  def __init__(self, length, seg, prefix_sum, **refs):
     self.refs = refs
     self.prefix_sum = prefix_sum
     self.valid = length - _segment() * seg
-    self.scale = scale  # of the whole head: q holds only this program's k-block
+    self.scale = refs["q"].shape[-1] ** -0.5
 
   def _at(self, name, n):
     start = pl.multiple_of(n * C, C)
@@ -97,8 +86,7 @@ def _entering(u_ref, t_ref, from_left):
   """The state entering this program's segment from the segments on one side.
 
   u_ref [segments, dk, dv]: what each segment adds to the state, from zero; t_ref [segments, dk, 1]
-  its total log-decay (dk: this program's k-block). The nearest segment comes first, so the
-  accumulated decay only shrinks.
+  its total log-decay. The nearest segment comes first, so the accumulated decay only shrinks.
   """
   p, n_seg = _segment(), u_ref.shape[0]
 
@@ -111,8 +99,7 @@ def _entering(u_ref, t_ref, from_left):
   return jax.lax.fori_loop(0, p if from_left else n_seg - 1 - p, add, init)[0]
 
 
-def _summary_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *refs, length, seg, scale, dtype,
-                    adjoints):
+def _summary_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *refs, length, seg, dtype, adjoints):
   """Per segment, from zero: the state each recurrence leaves it with, and its log-decays.
 
   Rightward recurrences take the chunks left to right, leftward ones right to left, in the same
@@ -120,8 +107,8 @@ def _summary_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *refs, length, seg, sca
   """
   do_ref, *outs = refs if adjoints else (None, *refs)
   *u_refs, tf_ref, tb_ref = outs
-  io = _SegmentIO(length, seg, scale, _prefix_sum(adjoints), q=q_ref, k=k_ref, v=v_ref,
-                  gf=gf_ref, gb=gb_ref, do=do_ref)
+  io = _SegmentIO(length, seg, _prefix_sum(adjoints), q=q_ref, k=k_ref, v=v_ref, gf=gf_ref,
+                  gb=gb_ref, do=do_ref)
   n_chunks = seg // C
 
   def step(i, carry):
@@ -143,10 +130,9 @@ def _summary_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *refs, length, seg, sca
   tf_ref[...], tb_ref[...] = tf, tb
 
 
-def _forward_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *rest, length, seg, scale, dtype,
-                    barrier):
+def _forward_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, *rest, length, seg, dtype, barrier):
   *summaries, o_ref = rest
-  io = _SegmentIO(length, seg, scale, _prefix_sum(backward=False), q=q_ref, k=k_ref, v=v_ref,
+  io = _SegmentIO(length, seg, _prefix_sum(backward=False), q=q_ref, k=k_ref, v=v_ref,
                   gf=gf_ref, gb=gb_ref, o=o_ref)
   n_chunks = seg // C
   if summaries:
@@ -174,9 +160,9 @@ def _gate_offsets(state_f, adjoint_f, state_b, adjoint_b):
 
 
 def _backward_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, do_ref, *rest,
-                     length, seg, scale, dtype, barrier):
+                     length, seg, dtype, barrier):
   *summaries, dq_ref, dk_ref, dv_ref, dgf_ref, dgb_ref = rest
-  io = _SegmentIO(length, seg, scale, _prefix_sum(backward=True), q=q_ref, k=k_ref, v=v_ref,
+  io = _SegmentIO(length, seg, _prefix_sum(backward=True), q=q_ref, k=k_ref, v=v_ref,
                   gf=gf_ref, gb=gb_ref, do=do_ref, dq=dq_ref, dk=dk_ref, dv=dv_ref, dgf=dgf_ref,
                   dgb=dgb_ref)
   n_chunks = seg // C
@@ -197,133 +183,81 @@ def _backward_kernel(q_ref, k_ref, v_ref, gf_ref, gb_ref, do_ref, *rest,
 
 
 def _segment_length(sequences, length):
-  """Tokens per segment, given the programs per segment (batch x heads x k-blocks)."""
+  """Tokens per segment, given the programs per segment (batch x heads)."""
   n_seg = min(pl.cdiv(TARGET_PROGRAMS, sequences), pl.cdiv(length, MIN_SEGMENT))
   return pl.cdiv(pl.cdiv(length, n_seg), C) * C
 
 
 def _compiler_params(dk, dv):
-  # Big states and [C, C, dk] pair tensors (dk: a k-block's columns) need more threads to stay out
-  # of local memory; three stages let the next chunk's loads fly during this chunk's math
-  # (measured on an H100, k_blocks=1).
+  # Big states and [C, C, dk] pair tensors need more threads to stay out of local memory; three
+  # stages let the next chunk's loads fly during this chunk's math (measured on an H100).
   return pltriton.CompilerParams(num_warps=4 if dk * dv <= 2048 else 8, num_stages=3)
 
 
-_READ_WHOLE = (2, 5)  # the token inputs that every k-block reads whole: v and do
-
-
-def _call(kernel, tokens, summaries, outputs, *, k_blocks, interpret, **params):
-  """pallas_call over (batch, head, k-block, segment) with [batch, length, heads, d] token arrays.
-
-  tokens: q, k, v, gf, gb[, do]. A program reads v and do whole and its k-block's columns of the
-  other tokens and of the summaries ([batch, heads, segments, dk, dv or 1]). Outputs are split
-  the same way: a token output's last axis, a summary's dk axis, in k_blocks column blocks.
-  """
+def _call(kernel, tokens, summaries, outputs, *, interpret, **params):
+  """pallas_call over (batch, head, segment) with [batch, length, heads, d] token arrays."""
   batch, length, heads, dk = tokens[0].shape
   dv = tokens[2].shape[-1]
-  seg = _segment_length(batch * heads * k_blocks, length)
+  seg = _segment_length(batch * heads, length)
   n_seg = pl.cdiv(length, seg)
 
-  def token_spec(x, whole=False):
-    width = x.shape[-1] if whole else x.shape[-1] // k_blocks
-    return pl.BlockSpec((None, seg, None, width),
-                        lambda b, h, c, p: (b, p, h, 0 if whole else c))
+  def token_spec(d):
+    return pl.BlockSpec((None, seg, None, d), lambda b, h, p: (b, p, h, 0))
 
-  def summary_spec(x, all_segments):
-    block = (x.shape[2] if all_segments else None, x.shape[3] // k_blocks, x.shape[4])
-    return pl.BlockSpec((None, None, *block),
-                        lambda b, h, c, p: (b, h, 0 if all_segments else p, c, 0))
+  def summary_spec(shape):  # all segments of one (batch, head)
+    return pl.BlockSpec((None, None, *shape[2:]), lambda b, h, p: (b, h, 0, 0, 0))
 
   def out_spec(x):
-    return token_spec(x) if x.ndim == 4 else summary_spec(x, all_segments=False)
+    if x.ndim == 4:
+      return token_spec(x.shape[-1])
+    return pl.BlockSpec((None, None, None, *x.shape[3:]), lambda b, h, p: (b, h, p, 0, 0))
 
   dtype = jnp.float32 if tokens[0].dtype == jnp.float32 else jnp.bfloat16
   return pl.pallas_call(
-      functools.partial(kernel, length=length, seg=seg, scale=dk ** -0.5, dtype=dtype, **params),
-      grid=(batch, heads, k_blocks, n_seg),
-      in_specs=([token_spec(x, whole=i in _READ_WHOLE) for i, x in enumerate(tokens)]
-                + [summary_spec(s, all_segments=True) for s in summaries]),
+      functools.partial(kernel, length=length, seg=seg, dtype=dtype, **params),
+      grid=(batch, heads, n_seg),
+      in_specs=([token_spec(x.shape[-1]) for x in tokens]
+                + [summary_spec(s.shape) for s in summaries]),
       out_specs=[out_spec(x) for x in outputs],
       out_shape=[out_struct(tokens[0], x.shape, x.dtype) for x in outputs],
-      compiler_params=_compiler_params(dk // k_blocks, dv),
+      compiler_params=_compiler_params(dk, dv),
       interpret=interpret,
   )(*tokens, *summaries)
 
 
-def _summaries(tokens, adjoints, k_blocks, interpret):
+def _summaries(tokens, adjoints, interpret):
   """Per-segment summaries (see _summary_kernel), or none when the sequence is one segment."""
   batch, length, heads, dk = tokens[0].shape
   dv = tokens[2].shape[-1]
-  n_seg = pl.cdiv(length, _segment_length(batch * heads * k_blocks, length))
+  n_seg = pl.cdiv(length, _segment_length(batch * heads, length))
   if n_seg == 1:
     return ()
   states = jax.ShapeDtypeStruct((batch, heads, n_seg, dk, dv), jnp.float32)
   totals = jax.ShapeDtypeStruct((batch, heads, n_seg, dk, 1), jnp.float32)
   n_states = 4 if adjoints else 2
   return tuple(_call(_summary_kernel, tokens, (), (states,) * n_states + (totals, totals),
-                     k_blocks=k_blocks, interpret=interpret, adjoints=adjoints))
+                     interpret=interpret, adjoints=adjoints))
 
 
-def _parts(like, k_blocks):
-  """An output that every k-block computes a part of (o, dv): the parts side by side, in fp32
-  when there are several to add."""
-  dtype = like.dtype if k_blocks == 1 else jnp.float32
-  return jax.ShapeDtypeStruct((*like.shape[:-1], k_blocks * like.shape[-1]), dtype)
-
-
-def _add_parts(parts, like, k_blocks):
-  if k_blocks == 1:  # the kernel wrote the result
-    return parts
-  parts = parts.reshape(*like.shape[:-1], k_blocks, like.shape[-1])
-  return jnp.sum(parts, axis=-2).astype(like.dtype)
-
-
-def _forward(q, k, v, gf, gb, *, k_blocks, interpret):
+def _forward(q, k, v, gf, gb, *, interpret):
   tokens = (q, k, v, gf, gb)
-  summaries = _summaries(tokens, False, k_blocks, interpret)
-  (o,) = _call(_forward_kernel, tokens, summaries, (_parts(v, k_blocks),), k_blocks=k_blocks,
-               interpret=interpret, barrier=not interpret)
-  return _add_parts(o, v, k_blocks)
+  summaries = _summaries(tokens, False, interpret)
+  (o,) = _call(_forward_kernel, tokens, summaries, (v,), interpret=interpret,
+               barrier=not interpret)
+  return o
 
 
-def _backward(q, k, v, gf, gb, do, *, k_blocks, interpret):
+def _backward(q, k, v, gf, gb, do, *, interpret):
   tokens = (q, k, v, gf, gb, do)
-  summaries = _summaries(tokens, True, k_blocks, interpret)
-  dq, dk, dv, dgf, dgb = _call(_backward_kernel, tokens, summaries,
-                               (q, k, _parts(v, k_blocks), gf, gb), k_blocks=k_blocks,
-                               interpret=interpret, barrier=not interpret)
-  return dq, dk, _add_parts(dv, v, k_blocks), dgf, dgb
+  summaries = _summaries(tokens, True, interpret)
+  return tuple(_call(_backward_kernel, tokens, summaries, (q, k, v, gf, gb),
+                     interpret=interpret, barrier=not interpret))
 
 
-def _splits(dk, k_blocks):
-  """Whether k_blocks is 1 or splits dk into equal blocks of at least C columns (the smallest
-  dot that Triton lowers)."""
-  return k_blocks == 1 or (k_blocks > 1 and dk % k_blocks == 0 and dk // k_blocks >= C)
-
-
-def check_k_blocks(dk, k_blocks):
-  if not _splits(dk, k_blocks):
-    raise ValueError(f"pallas_gpu: k_blocks={k_blocks} must split dk={dk} into equal blocks of "
-                     f"at least {C} columns (Triton's smallest dot), or be 1")
-
-
-def default_k_blocks(dk):
-  """K_BLOCKS where it splits dk, else 1."""
-  return K_BLOCKS if _splits(dk, K_BLOCKS) else 1
-
-
-def bigla_pallas_gpu(q, k, v, log_gate_fwd, log_gate_bwd, *, chunk_size=None, k_blocks=None,
-                     interpret=False):
-  """BiGLA (see pallas_kernels.bigla) as Pallas Triton kernels, differentiable.
-
-  k_blocks: programs per head, each taking dk / k_blocks key columns: 1, or blocks of at least
-    16 columns (Triton's smallest dot). None: default_k_blocks(dk).
-  """
+def bigla_pallas_gpu(q, k, v, log_gate_fwd, log_gate_bwd, *, chunk_size=None, interpret=False):
+  """BiGLA (see pallas_kernels.bigla) as Pallas Triton kernels, differentiable."""
   if chunk_size not in (None, C):
     raise ValueError(f"pallas_gpu works in chunks of {C} tokens, got chunk_size={chunk_size}")
-  if k_blocks is None:
-    k_blocks = default_k_blocks(q.shape[-1])
-  check_k_blocks(q.shape[-1], k_blocks)
-  fn = with_kernel_vjp(functools.partial(_forward, k_blocks=k_blocks, interpret=interpret),
-                       functools.partial(_backward, k_blocks=k_blocks, interpret=interpret))
+  fn = with_kernel_vjp(functools.partial(_forward, interpret=interpret),
+                       functools.partial(_backward, interpret=interpret))
   return fn(q, k, v, log_gate_fwd, log_gate_bwd)

@@ -3,11 +3,9 @@
 CPU tests run the kernels in interpret mode (slow: small batches, few heads, L=1024 once per
 kernel). The cases cover every length, head size, gate regime and dtype without the full product,
 and the kernels' structural cases: GPU sequences split into segments (L=196 with 2x2 heads, 200,
-1024), ragged segments and TPU blocks (196, 200), several TPU head groups (8 heads). The GPU
-kernel split into k-blocks (key columns) is checked against the reference and against one
-k-block on its own cases. The `gpu` test runs the real Triton lowering on a GPU (with and
-without k-blocks) and is skipped elsewhere; the lowering tests check on the CPU that the kernels
-lower (to Triton IR and to Mosaic), which interpret mode does not.
+1024), ragged segments and TPU blocks (196, 200), several TPU head groups (8 heads). The `gpu`
+test runs the real Triton lowering on a GPU and is skipped elsewhere; the lowering tests check
+on the CPU that both kernels lower (to Triton IR and to Mosaic), which interpret mode does not.
 
 Tolerances (max |error| / max |reference|):
 - fp32: 2e-5. The kernels accumulate in fp32 with fp32 (not TF32) matmuls; the error is fp32
@@ -23,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pallas_kernels import bigla, default_impl, pallas_gpu
+from pallas_kernels import bigla, default_impl
 
 CLOSED = (-6.0, -5.5)  # strongly closed gates: log-decay about -6 per token
 OPEN = (-2e-3, -5e-4)  # nearly open
@@ -39,13 +37,6 @@ CASES = [  # (batch, length, heads, dk, dv, gate range, dtype of q/k/v, dtype of
     (1, 200, 1, 16, 128, OPEN, jnp.bfloat16, jnp.bfloat16),
     (1, 7, 8, 32, 64, CLOSED, jnp.bfloat16, jnp.float32),  # TPU: two lane-dense head groups
 ]
-K_BLOCK_CASES = [  # (case, k_blocks): blocks of at least 16 key columns
-    ((2, 37, 2, 64, 32, MIXED, jnp.float32, jnp.float32), 4),  # one segment, ragged chunk
-    ((2, 196, 2, 32, 64, MIXED, jnp.bfloat16, jnp.float32), 2),  # ViG; two segments, ragged
-    ((1, 7, 2, 32, 64, OPEN, jnp.bfloat16, jnp.bfloat16), 2),
-]
-GPU_CASES = [(case, k_blocks) for case in CASES for k_blocks in (1, 2)
-             if k_blocks == 1 or case[3] // k_blocks >= 16]
 ARGNAMES = ("q", "k", "v", "log_gate_fwd", "log_gate_bwd")
 
 
@@ -80,7 +71,6 @@ def loss(fn, *args):
 
 
 def check_against_reference(fn, case, seed=0):
-  """Asserts fn's output and gradients agree with the reference; returns them."""
   args = make_inputs(seed, *case)
   dtype = case[6]
   ref_args = [a.astype(jnp.float32) for a in args]
@@ -99,7 +89,6 @@ def check_against_reference(fn, case, seed=0):
       np.testing.assert_array_equal(g, 0.0)
     else:
       assert rel_err(g, ref) < tolerance(dtype), (name, rel_err(g, ref))
-  return out, grads
 
 
 @pytest.mark.parametrize("impl", ["pallas_gpu", "pallas_tpu"])
@@ -108,57 +97,23 @@ def test_interpret_matches_reference(impl, case):
   check_against_reference(functools.partial(bigla, impl=impl, interpret=True), case)
 
 
-@pytest.mark.parametrize("case, k_blocks", K_BLOCK_CASES,
-                         ids=lambda x: f"k{x}" if isinstance(x, int) else case_id(x))
-def test_interpret_k_blocks_match_reference_and_one_block(case, k_blocks):
-  def kernel(k_blocks):
-    return functools.partial(pallas_gpu.bigla_pallas_gpu, k_blocks=k_blocks, interpret=True)
-
-  out, grads = check_against_reference(kernel(k_blocks), case)
-  out_1, grads_1 = check_against_reference(kernel(1), case)
-  assert rel_err(out, out_1) < tolerance(case[6])
-  for name, g, g_1 in zip(ARGNAMES, grads, grads_1):
-    assert rel_err(g, g_1) < tolerance(case[6]), (name, rel_err(g, g_1))
-
-
-def test_k_blocks_errors_and_default(monkeypatch):
-  args = make_inputs(0, 1, 7, 2, 32, 64, MIXED, jnp.float32, jnp.float32)
-  for k_blocks in (0, 3, 4):  # none, uneven, blocks of 8 columns
-    with pytest.raises(ValueError, match=f"k_blocks={k_blocks} must split dk=32"):
-      pallas_gpu.bigla_pallas_gpu(*args, k_blocks=k_blocks, interpret=True)
-  monkeypatch.setattr(pallas_gpu, "K_BLOCKS", 2)
-  assert [pallas_gpu.default_k_blocks(dk) for dk in (16, 32, 64)] == [1, 2, 2]
-  used, forward = [], pallas_gpu._forward  # pylint: disable=protected-access
-  monkeypatch.setattr(pallas_gpu, "_forward",
-                      lambda *a, k_blocks, **kw: used.append(k_blocks) or forward(
-                          *a, k_blocks=k_blocks, **kw))
-  bigla(*args, impl="pallas_gpu", interpret=True)  # impl="pallas_gpu" takes the default
-  bigla(*make_inputs(0, 1, 7, 2, 16, 64, MIXED, jnp.float32, jnp.float32), impl="pallas_gpu",
-        interpret=True)
-  assert used == [2, 1]
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU")
-@pytest.mark.parametrize("case, k_blocks", GPU_CASES,
-                         ids=lambda x: f"k{x}" if isinstance(x, int) else case_id(x))
-def test_gpu_lowering_matches_reference(case, k_blocks):
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_gpu_lowering_matches_reference(case):
   with jax.default_matmul_precision("highest"):  # keep the reference out of TF32
-    check_against_reference(functools.partial(pallas_gpu.bigla_pallas_gpu, k_blocks=k_blocks),
-                            case, seed=1)
+    check_against_reference(functools.partial(bigla, impl="pallas_gpu"), case, seed=1)
 
 
-@pytest.mark.parametrize("platform, fn, custom_call", [
-    ("cuda", functools.partial(bigla, impl="pallas_gpu"), "__gpu$xla.gpu.triton"),
-    ("cuda", functools.partial(pallas_gpu.bigla_pallas_gpu, k_blocks=2), "__gpu$xla.gpu.triton"),
-    ("tpu", functools.partial(bigla, impl="pallas_tpu"), "tpu_custom_call"),
-], ids=["pallas_gpu", "pallas_gpu-k2", "pallas_tpu"])
-def test_forward_and_backward_lower_for_the_device(platform, fn, custom_call):
+@pytest.mark.parametrize("platform, impl, custom_call", [
+    ("cuda", "pallas_gpu", "__gpu$xla.gpu.triton"), ("tpu", "pallas_tpu", "tpu_custom_call")])
+def test_forward_and_backward_lower_for_the_device(platform, impl, custom_call):
   b, l, h, dk, dv = 2, 300, 6, 32, 64
   args = [jax.ShapeDtypeStruct((b, l, h, d), dtype) for d, dtype in
           ((dk, jnp.bfloat16), (dk, jnp.bfloat16), (dv, jnp.bfloat16), (dk, jnp.float32),
            (dk, jnp.float32))]
-  grad = jax.jit(jax.grad(functools.partial(loss, fn), argnums=range(5)))
+  grad = jax.jit(jax.grad(functools.partial(loss, functools.partial(bigla, impl=impl)),
+                          argnums=range(5)))
   exported = jax.export.export(
       grad, platforms=[platform],
       disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(custom_call)])(*args)
