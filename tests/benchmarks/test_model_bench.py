@@ -52,6 +52,9 @@ def test_report_takes_every_ratio_against_the_fastest_peer():
   assert "failed: boom" in text
   assert "| peer failed: ViG / fastest peer ≥ 1.0x | 3.00x" in text  # the peers that ran
   assert "1.04x (largest) | **met**" in text
+  partial = model_bench.report(workloads, per_token, rows[:-1], "header")  # one resolution ran
+  assert "| time per token 224 → 448 grows ≤ 1.15x | not measured (1 of 2 resolutions ran) | – |" \
+      in partial
 
 
 def test_model_bench_refuses_unknown_frameworks(tmp_path):
