@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vig_jax import sharding as vig_sharding
 from vig_jax.data import mixup
 
 NUM_CLASSES = 10
@@ -18,6 +19,11 @@ def _lam(targets, labels):
   """lam back from targets: the weight of each row's own label, less smoothing."""
   own = targets[jnp.arange(len(labels)), labels] - 0.1 / NUM_CLASSES
   return own / 0.9
+
+
+def _data_parallel():
+  """The batch split over every device, on the training code's mesh (Auto axes)."""
+  return jax.sharding.NamedSharding(vig_sharding.create_mesh(), jax.sharding.PartitionSpec("data"))
 
 
 def test_alphas_zero_only_smooth_labels():
@@ -44,14 +50,15 @@ def test_targets_are_distributions(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_mixup_blends_with_the_reversed_batch(seed):
+def test_mixup_blends_each_example_with_its_neighbour(seed):
   images, labels = _batch()
   out, targets = mixup.mixup_cutmix(jax.random.key(seed), images, labels,
                                     num_classes=NUM_CLASSES, cutmix_alpha=0.0)
   lam = _lam(targets, labels)[0]
 
   assert 0 < lam < 1
-  np.testing.assert_allclose(out, lam * images + (1 - lam) * images[::-1], atol=1e-5)
+  pairs = images[jnp.array([1, 0, 3, 2, 5, 4, 7, 6])]
+  np.testing.assert_allclose(out, lam * images + (1 - lam) * pairs, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -59,10 +66,10 @@ def test_cutmix_lam_is_the_kept_area(seed):
   images, labels = _batch()
   out, targets = mixup.mixup_cutmix(jax.random.key(seed), images, labels,
                                     num_classes=NUM_CLASSES, mixup_alpha=0.0)
-  from_other = np.asarray(out != images).all(-1)[0]  # [H, W] pixels pasted from example 7
+  from_other = np.asarray(out != images).all(-1)[0]  # [H, W] pixels pasted from example 1
   lam = _lam(targets, labels)[0]
 
-  np.testing.assert_array_equal(out[0][from_other], images[7][from_other])
+  np.testing.assert_array_equal(out[0][from_other], images[1][from_other])
   np.testing.assert_allclose(lam, 1 - from_other.mean(), atol=1e-6)
   rows, cols = np.nonzero(from_other)
   if rows.size:  # the pasted region is one box
@@ -80,8 +87,7 @@ def test_prob_zero_only_smooths():
 
 def test_jit_with_a_sharded_batch_matches_eager():
   images, labels = _batch()
-  mesh = jax.make_mesh((jax.device_count(),), ("batch",))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+  sharding = _data_parallel()
   fn = jax.jit(lambda rng, x, y: mixup.mixup_cutmix(rng, x, y, num_classes=NUM_CLASSES))
   rng = jax.random.key(5)
 
@@ -89,3 +95,19 @@ def test_jit_with_a_sharded_batch_matches_eager():
   want_out, want_targets = mixup.mixup_cutmix(rng, images, labels, num_classes=NUM_CLASSES)
   np.testing.assert_allclose(out, want_out, atol=1e-6)
   np.testing.assert_allclose(targets, want_targets, atol=1e-6)
+
+
+def test_partners_swap_neighbours_and_leave_an_odd_last_row():
+  np.testing.assert_array_equal(mixup.partners(jnp.arange(6)), [1, 0, 3, 2, 5, 4])
+  np.testing.assert_array_equal(mixup.partners(jnp.arange(5)), [1, 0, 3, 2, 4])
+  np.testing.assert_array_equal(mixup.partners(jnp.arange(1)), [0])
+
+
+def test_a_sharded_batch_is_mixed_without_moving_data_between_devices():
+  images, labels = _batch(batch_size=2 * jax.device_count())
+  sharding = _data_parallel()
+  fn = jax.jit(lambda rng, x, y: mixup.mixup_cutmix(rng, x, y, num_classes=NUM_CLASSES))
+  text = fn.lower(jax.random.key(0), jax.device_put(images, sharding),
+                  jax.device_put(labels, sharding)).compile().as_text()
+  for collective in ("collective-permute", "all-gather", "all-to-all", "all-reduce"):
+    assert collective not in text, collective

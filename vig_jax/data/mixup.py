@@ -28,9 +28,22 @@ def _cutmix_mask(rng, lam, height, width):
   return mask, 1.0 - ((y1 - y0) * (x1 - x0)) / (height * width)
 
 
+def partners(x):
+  """x with each pair of neighbours swapped (rows 2i and 2i + 1); an odd batch's last row stays.
+
+  timm's batch mode mixes example i with example B - 1 - i. For a shuffled batch, pairing
+  neighbours is the same in distribution, and the pairs stay on one device when the batch is
+  sharded over data-parallel devices: the reversed batch would move every image across devices in
+  every step (a collective-permute of the whole batch).
+  """
+  even = x.shape[0] - x.shape[0] % 2
+  pairs = x[:even].reshape(even // 2, 2, *x.shape[1:])[:, ::-1].reshape(even, *x.shape[1:])
+  return jnp.concatenate([pairs, x[even:]]) if even < x.shape[0] else pairs
+
+
 def mixup_cutmix(rng, images, labels, *, num_classes, mixup_alpha=0.8, cutmix_alpha=1.0,
                  prob=1.0, switch_prob=0.5, label_smoothing=0.1):
-  """Mixes each example with the batch reversed, as timm's Mixup(mode="batch").
+  """Mixes each example with its partner (`partners`), as timm's Mixup(mode="batch").
 
   With probability `prob` the batch is mixed: by CutMix with probability
   `switch_prob` (if both alphas are > 0), else by Mixup; lam ~ Beta(alpha, alpha)
@@ -43,7 +56,7 @@ def mixup_cutmix(rng, images, labels, *, num_classes, mixup_alpha=0.8, cutmix_al
 
   Returns:
     (images, targets): mixed images and float32 [B, num_classes] soft targets,
-    lam * smoothed(labels) + (1 - lam) * smoothed(reversed labels); rows sum to 1.
+    lam * smoothed(labels) + (1 - lam) * smoothed(partners' labels); rows sum to 1.
   """
   targets = smooth_one_hot(labels, num_classes, label_smoothing)
   if mixup_alpha <= 0 and cutmix_alpha <= 0:
@@ -58,9 +71,9 @@ def mixup_cutmix(rng, images, labels, *, num_classes, mixup_alpha=0.8, cutmix_al
   mask, lam_cut = _cutmix_mask(box_rng, lam_cut, images.shape[1], images.shape[2])
   apply = jax.random.uniform(apply_rng) < prob
 
-  flipped = images[::-1]
-  mixed = jnp.where(use_cutmix, jnp.where(mask[None, :, :, None], flipped, images),
-                    lam_mix * images + (1.0 - lam_mix) * flipped)
+  other = partners(images)
+  mixed = jnp.where(use_cutmix, jnp.where(mask[None, :, :, None], other, images),
+                    lam_mix * images + (1.0 - lam_mix) * other)
   lam = jnp.where(apply, jnp.where(use_cutmix, lam_cut, lam_mix), 1.0)
   images = jnp.where(apply, mixed, images).astype(images.dtype)
-  return images, lam * targets + (1.0 - lam) * targets[::-1]
+  return images, lam * targets + (1.0 - lam) * partners(targets)
