@@ -28,10 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import model_bench, traces  # noqa: E402
 from vig_jax import trainer, xla_flags  # noqa: E402
 
-# (model, resolution, per-device batch, dtype, size overrides)
-FULL = ("vig_s", 224, 128, "bfloat16", ())
+# (model, resolution, per-device batch, dtype, size overrides, the input's device half in the step)
+FULL = ("vig_s", 224, 128, "bfloat16", (), True)  # the step train.py runs
+# The smoke checks layouts, losses and rows; RandAugment's compile would double its time.
 SMOKE = ("vig_t", 32, 2, "float32",
-         (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("patch_size", 8)))
+         (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("patch_size", 8)), False)
 
 
 def layouts(num_devices):
@@ -48,8 +49,9 @@ def layouts(num_devices):
 
 def compiled_step(spec, global_batch, mesh):
   """(config, setup, initial state, compiled step) for the global batch on the mesh."""
-  model, res, _, dtype, overrides = spec
-  config, s = model_bench.vig_train_setup(model, res, global_batch, overrides, mesh, dtype)
+  model, res, _, dtype, overrides, augment = spec
+  config, s = model_bench.vig_train_setup(model, res, global_batch, overrides, mesh, dtype,
+                                          augment)
   with jax.set_mesh(s.mesh):
     state = trainer.init_state(config, s)
     batch = model_bench.synthetic_batch(res, global_batch, s.mesh)
@@ -224,7 +226,8 @@ def main():
                               args.trace_steps)
   device = jax.devices()[0].device_kind
   header = (f"device: {num_devices} x {device}; jax {jax.__version__}; {spec[0]} {spec[1]}px "
-            f"{spec[3]}, {spec[2]} images per device")
+            f"{spec[3]}, {spec[2]} images per device, input's device half "
+            f"{'in' if spec[5] else 'not in'} the step")
   with open(os.path.join(args.out, "scaling_bench.json"), "w") as f:
     json.dump({"device": device, "jax": jax.__version__, "spec": spec, "rows": rows}, f, indent=1)
   text = report(rows, check_batch, header)
