@@ -20,6 +20,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 import jax  # noqa: E402
 
@@ -28,11 +29,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import model_bench, traces  # noqa: E402
 from vig_jax import trainer, xla_flags  # noqa: E402
 
-# (model, resolution, per-device batch, dtype, size overrides, the input's device half in the step)
-FULL = ("vig_s", 224, 128, "bfloat16", (), True)  # the step train.py runs
+class Spec(NamedTuple):
+  model: str
+  res: int
+  per_device_batch: int
+  dtype: str
+  overrides: tuple  # size overrides, (name, value) pairs
+  augment: bool  # the input's device half (flip, RandAugment, erasing) in the step
+
+
+FULL = Spec("vig_s", 224, 128, "bfloat16", (), augment=True)  # the step train.py runs
 # The smoke checks layouts, losses and rows; RandAugment's compile would double its time.
-SMOKE = ("vig_t", 32, 2, "float32",
-         (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("patch_size", 8)), False)
+SMOKE = Spec("vig_t", 32, 2, "float32",
+             (("embed_dim", 32), ("depth", 2), ("num_heads", 2), ("patch_size", 8)), augment=False)
 
 
 def layouts(num_devices):
@@ -49,12 +58,11 @@ def layouts(num_devices):
 
 def compiled_step(spec, global_batch, mesh):
   """(config, setup, initial state, compiled step) for the global batch on the mesh."""
-  model, res, _, dtype, overrides, augment = spec
-  config, s = model_bench.vig_train_setup(model, res, global_batch, overrides, mesh, dtype,
-                                          augment)
+  config, s = model_bench.vig_train_setup(spec.model, spec.res, global_batch, spec.overrides, mesh,
+                                          spec.dtype, spec.augment)
   with jax.set_mesh(s.mesh):
     state = trainer.init_state(config, s)
-    batch = model_bench.synthetic_batch(res, global_batch, s.mesh)
+    batch = model_bench.synthetic_batch(spec.res, global_batch, s.mesh)
     compiled = trainer.jit_train_step(config, s).lower(state, batch).compile()
   return config, s, state, compiled
 
@@ -64,7 +72,7 @@ def first_losses(spec, s, state, compiled, global_batch, steps):
   losses = []
   with jax.set_mesh(s.mesh):
     for i in range(steps):
-      state, metrics = compiled(state, model_bench.synthetic_batch(spec[1], global_batch, s.mesh, i))
+      state, metrics = compiled(state, model_bench.synthetic_batch(spec.res, global_batch, s.mesh, i))
       losses.append(float(metrics["loss"]))
   return losses, state
 
@@ -73,7 +81,7 @@ def throughput(spec, s, state, compiled, global_batch, iters):
   """(img/s with steps dispatched back to back as the training loop does, img/s blocking on every
   step's loss): the gap between them is host time a blocking loop exposes."""
   with jax.set_mesh(s.mesh):
-    batch = model_bench.synthetic_batch(spec[1], global_batch, s.mesh)
+    batch = model_bench.synthetic_batch(spec.res, global_batch, s.mesh)
     holder = [state]
 
     def steps(n, block_each):
@@ -92,7 +100,7 @@ def traced(spec, s, state, compiled, global_batch, steps, trace_dir):
   """Per device, from a jax.profiler trace of `steps` steps: kernel time split into compute and
   NCCL collectives, and the collective time no compute kernel overlaps (exposed), ms per step."""
   with jax.set_mesh(s.mesh):
-    batch = model_bench.synthetic_batch(spec[1], global_batch, s.mesh)
+    batch = model_bench.synthetic_batch(spec.res, global_batch, s.mesh)
     state, metrics = compiled(state, batch)
     metrics["loss"].block_until_ready()
     with jax.profiler.trace(trace_dir):
@@ -152,7 +160,7 @@ def kernel_overlap(trace_dir, steps):
 
 
 def run_all(spec, num_devices, steps, iters, trace_steps):
-  per_device = spec[2]
+  per_device = spec.per_device_batch
   check_batch = per_device * num_devices  # the global batch every layout's losses are taken on
   rows = []
   for name, mesh in layouts(num_devices):
@@ -225,11 +233,11 @@ def main():
   rows, check_batch = run_all(spec, num_devices, args.steps, 2 if args.smoke else args.iters,
                               args.trace_steps)
   device = jax.devices()[0].device_kind
-  header = (f"device: {num_devices} x {device}; jax {jax.__version__}; {spec[0]} {spec[1]}px "
-            f"{spec[3]}, {spec[2]} images per device, input's device half "
-            f"{'in' if spec[5] else 'not in'} the step")
+  header = (f"device: {num_devices} x {device}; jax {jax.__version__}; {spec.model} {spec.res}px "
+            f"{spec.dtype}, {spec.per_device_batch} images per device, input's device half "
+            f"{'in' if spec.augment else 'not in'} the step")
   with open(os.path.join(args.out, "scaling_bench.json"), "w") as f:
-    json.dump({"device": device, "jax": jax.__version__, "spec": spec, "rows": rows}, f, indent=1)
+    json.dump({"device": device, "jax": jax.__version__, "spec": spec._asdict(), "rows": rows}, f, indent=1)
   text = report(rows, check_batch, header)
   with open(os.path.join(args.out, "scaling_bench.md"), "w") as f:
     f.write(text)
