@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -43,13 +44,23 @@ def _device_env(platform, devices, joined):
           "XLA_FLAGS": f"--xla_force_host_platform_device_count={len(devices)}"}
 
 
-def _launch(flags, workdir, envs, log_path):
-  """Starts one train.py per environment and waits; returns the exit codes."""
+def _launch(flags, workdir, envs, log_path, timeout):
+  """Starts one train.py per environment and waits up to `timeout` seconds for all of them;
+  returns the exit codes, with "timeout" for a process it had to kill (a hung peer or exit)."""
   with open(log_path, "w") as log:
     procs = [subprocess.Popen([sys.executable, "train.py", *flags, f"--workdir={workdir}"],
                               cwd=REPO, env={**os.environ, **env}, stdout=log,
                               stderr=subprocess.STDOUT) for env in envs]
-    return [p.wait() for p in procs]
+    deadline = time.monotonic() + timeout
+    codes = []
+    for p in procs:
+      try:
+        codes.append(p.wait(timeout=max(0.0, deadline - time.monotonic())))
+      except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        codes.append("timeout")
+    return codes
 
 
 def _metrics(workdir):
@@ -68,6 +79,7 @@ def main():
   parser.add_argument("--processes", type=int, default=2, help="N: devices, and processes")
   parser.add_argument("--per-device-batch", type=int, default=128)
   parser.add_argument("--smoke", action="store_true", help="tiny model (configs/tiny.py)")
+  parser.add_argument("--timeout", type=float, default=600, help="seconds each run may take")
   args = parser.parse_args()
   n = args.processes
   flags = [*(SMOKE if args.smoke else FULL), f"--config.batch_size={args.per_device_batch * n}",
@@ -78,12 +90,12 @@ def main():
   shutil.rmtree(args.workdir, ignore_errors=True)
   one, many = os.path.join(args.workdir, "one_process"), os.path.join(args.workdir, "processes")
   codes = _launch(flags, one, [_device_env(args.platform, list(range(n)), False)],
-                  os.path.join(args.out, "one_process.log"))
+                  os.path.join(args.out, "one_process.log"), args.timeout)
   coordinator = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
                  "JAX_NUM_PROCESSES": str(n)}
   codes += _launch(flags, many, [{**coordinator, "JAX_PROCESS_ID": str(i),
                                   **_device_env(args.platform, [i], True)} for i in range(n)],
-                   os.path.join(args.out, "processes.log"))
+                   os.path.join(args.out, "processes.log"), args.timeout)
   if any(codes):
     sys.exit(f"multiprocess_bench: train.py exit codes {codes} (logs in {args.out})")
 

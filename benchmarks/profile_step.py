@@ -7,7 +7,8 @@
 For each workload: the step time (wall clock, as model_bench times it), a trace of a few steps, and
 every device kernel's time attributed to the HLO instruction that launched it (the trace's
 `hlo_op`), whose category comes from the compiled HLO: the fused computation's ops and their
-`op_name` metadata, which carries the Flax module path. Categories: matmul (dots, GEMM custom
+`op_name` metadata, which carries the Flax module path. Categories: input (the input's device
+half, with --augment: resize, flip, RandAugment, erasing), matmul (dots, GEMM custom
 calls, dense convs), BiGLA (the kernel and the XLA ops around it in the mixer's `_bigla`),
 depthwise conv (the mixer's `in_proj`), norm/elementwise/gating (the rest of the model),
 optimizer (the ops outside the model: clipping, AdamW, EMA, and the loss), collectives (NCCL
@@ -42,8 +43,8 @@ from benchmarks.model_bench import Job  # noqa: E402
 from vig_jax import xla_flags  # noqa: E402
 from vig_jax.models import layers  # noqa: E402
 
-CATEGORIES = ("matmul", "BiGLA", "depthwise conv", "norm/elementwise/gating", "optimizer",
-              "collectives", "other")
+CATEGORIES = ("input", "matmul", "BiGLA", "depthwise conv", "norm/elementwise/gating",
+              "optimizer", "collectives", "other")
 FULL = [Job("vig", "vig_s", 224, "train", 128), Job("vig", "vig_t", 1024, "eval", 16)]
 SMOKE = [Job("vig", "vig_t", 32, "train", 4, (("depth", 2),)),
          Job("vig", "vig_t", 64, "eval", 2, (("depth", 2),))]
@@ -87,6 +88,8 @@ def _lines_of(name, instructions, computations, seen=None):
 
 def scope_category(op_name):
   """Category of one op from its op_name (the jit / transform / Flax module path)."""
+  if "/input/" in op_name:  # train_state's scope around the input's device half
+    return "input"
   if _RANDOM.search(op_name):
     return "other"
   if "ViG" not in op_name:  # outside model.apply: clipping, AdamW, EMA, the loss
@@ -107,7 +110,7 @@ def categorize(name, instructions, computations):
   votes = collections.Counter(scope_category(o) for o in op_names)
   category = votes.most_common(1)[0][0]
   text = "\n".join(lines)
-  if category not in ("BiGLA", "depthwise conv") and (
+  if category not in ("input", "BiGLA", "depthwise conv") and (
       _GEMM.search(text) or ("convolution(" in text or "__cudnn$conv" in text)):
     category = "matmul"
   main = collections.Counter(o for o in op_names if scope_category(o) == category).most_common(1)
@@ -228,11 +231,14 @@ def main():
                       "batch per device; its times are per device")
   parser.add_argument("--train-only", action="store_true", help="skip the eval workload")
   parser.add_argument("--no-ablation", action="store_true", help="skip the o = v ablation")
+  parser.add_argument("--augment", action="store_true",
+                      help="train jobs run the input's device half (flip, RandAugment, erasing)")
   args = parser.parse_args()
   if args.data > jax.device_count():
     sys.exit(f"profile_step: --data {args.data} but only {jax.device_count()} devices exist")
   os.makedirs(args.out, exist_ok=True)
-  jobs = [j for j in (SMOKE if args.smoke else FULL) if j.mode == "train" or not args.train_only]
+  jobs = [dataclasses.replace(j, augment=args.augment and j.mode == "train")
+          for j in (SMOKE if args.smoke else FULL) if j.mode == "train" or not args.train_only]
   if args.data > 1:
     jobs.insert(1, dataclasses.replace(jobs[0], batch=jobs[0].batch * args.data, devices=args.data))
   results = []

@@ -222,6 +222,8 @@ def main():
   parser.add_argument("--devices", type=int, default=0, help="N (0: all devices)")
   parser.add_argument("--steps", type=int, default=3, help="first steps whose losses are compared")
   parser.add_argument("--iters", type=int, default=10, help="calls per timed repeat")
+  parser.add_argument("--no-augment", action="store_true",
+                      help="leave the input's device half (flip, RandAugment, erasing) out of the step")
   parser.add_argument("--trace-steps", type=int, default=0,
                       help="> 0: trace this many steps of every layout (kernel overlap table)")
   args = parser.parse_args()
@@ -230,6 +232,8 @@ def main():
     sys.exit(f"scaling_bench: --devices {num_devices} but only {jax.device_count()} devices exist")
   os.makedirs(args.out, exist_ok=True)
   spec = SMOKE if args.smoke else FULL
+  if args.no_augment:
+    spec = spec._replace(augment=False)
   rows, check_batch = run_all(spec, num_devices, args.steps, 2 if args.smoke else args.iters,
                               args.trace_steps)
   device = jax.devices()[0].device_kind

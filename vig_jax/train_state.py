@@ -50,8 +50,9 @@ def make_train_step(model, tx, *, augment, num_classes, mixup, label_smoothing, 
   def train_step(state, batch):
     rng = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
     augment_rng, mix_rng, drop_rng = jax.random.split(rng, 3)
-    images, targets = mixup_cutmix(mix_rng, augment(augment_rng, batch), batch["label"],
-                                   num_classes=num_classes,
+    with jax.named_scope("input"):  # the input's device half, named for profiles
+      images = augment(augment_rng, batch)
+    images, targets = mixup_cutmix(mix_rng, images, batch["label"], num_classes=num_classes,
                                    label_smoothing=label_smoothing, **mixup)
     grad_fn = jax.value_and_grad(loss_fn)
     if accum_steps == 1:

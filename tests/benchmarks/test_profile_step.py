@@ -1,8 +1,11 @@
 """The step profiler: trace -> per-category device time, and the o = v ablation."""
+import re
+
 import jax
 import pytest
 
-from benchmarks import profile_step
+from benchmarks import model_bench, profile_step
+from vig_jax import trainer
 from vig_jax.models import layers
 
 
@@ -36,6 +39,20 @@ def test_categories_follow_the_hlo():
       "norm/elementwise/gating"
   assert profile_step.scope_category("jit(train_step)/mul") == "optimizer"
   assert profile_step.scope_category("jit(train_step)/jit(_beta)/jit(_gamma)/add") == "other"
+  assert profile_step.scope_category("jit(train_step)/input/vmap(jit(_uniform))/add") == "input"
+
+
+def test_the_train_step_names_its_input_half():
+  """--augment's "input" row relies on train_state's named scope around the input's device half."""
+  overrides = (("depth", 1), ("embed_dim", 32), ("num_heads", 2), ("patch_size", 8))
+  config, s = model_bench.vig_train_setup("vig_t", 32, 2, overrides, dict(data=1, fsdp=1),
+                                          "float32", augment=True)
+  with jax.set_mesh(s.mesh):
+    state = trainer.init_state(config, s)
+    lowered = trainer.jit_train_step(config, s).lower(state, model_bench.synthetic_batch(32, 2, s.mesh))
+  categories = {profile_step.scope_category(name)
+                for name in re.findall(r'loc\("([^"]*)"', lowered.as_text(debug_info=True))}
+  assert {"input", "BiGLA", "optimizer"} <= categories
 
 
 def test_report_without_the_ablation(eval_profile):
