@@ -45,11 +45,12 @@ def test_categories_follow_the_hlo():
 def test_the_train_step_names_its_input_half():
   """--augment's "input" row relies on train_state's named scope around the input's device half."""
   overrides = (("depth", 1), ("embed_dim", 32), ("num_heads", 2), ("patch_size", 8))
-  config, s = model_bench.vig_train_setup("vig_t", 32, 2, overrides, dict(data=1, fsdp=1),
-                                          "float32", augment=True)
+  mesh = dict(data=1, fsdp=1, num_devices=1)
+  config, s = model_bench.vig_train_setup("vig_t", 32, 2, overrides, mesh, "float32", augment=True)
   with jax.set_mesh(s.mesh):
     state = trainer.init_state(config, s)
-    lowered = trainer.jit_train_step(config, s).lower(state, model_bench.synthetic_batch(32, 2, s.mesh))
+    batch = model_bench.synthetic_batch(32, 2, s.mesh)
+    lowered = trainer.jit_train_step(config, s).lower(state, batch)
   categories = {profile_step.scope_category(name)
                 for name in re.findall(r'loc\("([^"]*)"', lowered.as_text(debug_info=True))}
   assert {"input", "BiGLA", "optimizer"} <= categories
