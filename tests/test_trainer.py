@@ -3,13 +3,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from configs import tiny
+from tests import without_tensorflow
 from vig_jax import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,19 +160,22 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
 
 
 def test_train_py_end_to_end(tmp_path):
+  """train.py trains and evaluates, on a machine without tensorflow."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-  base = [sys.executable, "train.py", "--config=configs/tiny.py", f"--workdir={tmp_path}"]
-  train = subprocess.run(base + ["--config.total_steps=4", "--config.batch_size=8"], cwd=REPO,
-                         env=env, capture_output=True, text=True)
+  base = ["--config=configs/tiny.py", f"--workdir={tmp_path}"]
+  run = lambda *flags: subprocess.run(without_tensorflow.script_command("train.py", *base, *flags),
+                                      cwd=REPO, env=env, capture_output=True, text=True)
+  train = run("--config.total_steps=4", "--config.batch_size=8")
   assert train.returncode == 0, train.stderr[-2000:]
+  assert without_tensorflow.REPORT in train.stderr
   for name in ("config.json", "metrics.jsonl", "checkpoints/4", "tensorboard"):
     assert os.path.exists(tmp_path / name), name
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
   logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {"loss", "lr", "grad_norm", "img_per_s", "step_time"} <= set(logged[0])
-  evaluation = subprocess.run(base + ["--mode=eval", "--config.batch_size=8"], cwd=REPO, env=env,
-                              capture_output=True, text=True)
+  evaluation = run("--mode=eval", "--config.batch_size=8")
   assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+  assert without_tensorflow.REPORT in evaluation.stderr
   last_line = json.loads(evaluation.stdout.strip().splitlines()[-1])
   assert last_line == json.loads((tmp_path / "eval_results.json").read_text())
   assert last_line["checkpoint_step"] == 4 and last_line["num_examples"] == 40

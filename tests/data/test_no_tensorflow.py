@@ -1,52 +1,20 @@
-"""Training, evaluation and every source's read path run with tensorflow uninstallable."""
+"""Every source's read path runs with tensorflow uninstallable (train.py's train and eval:
+tests/test_trainer.py's end-to-end test runs them so)."""
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
+
+from tests import without_tensorflow
 
 from .images import encode
 
 REPO = pathlib.Path(__file__).parents[2]
 
-# Every import finder answers "not installed" for tensorflow, as on a machine without it (a None
-# in sys.modules would not do: tfds reads a present sys.modules entry as "tensorflow is loaded").
-HIDE_TENSORFLOW = """
-import atexit, sys
-
-class _WithoutTensorflow:
-  def __init__(self, finder):
-    self._finder = finder
-
-  def find_spec(self, name, path=None, target=None):
-    if name.partition(".")[0] == "tensorflow":
-      return None
-    return self._finder.find_spec(name, path, target)
-
-  def __getattr__(self, name):
-    return getattr(self._finder, name)
-
-sys.meta_path[:] = [_WithoutTensorflow(f) for f in sys.meta_path]
-atexit.register(lambda: print("tensorflow imported:", "tensorflow" in sys.modules))
-"""
-
 
 def _run(code):
-  return subprocess.run([sys.executable, "-c", HIDE_TENSORFLOW + code], cwd=REPO,
-                        capture_output=True, text=True, check=False)
-
-
-def test_train_and_eval_without_tensorflow(tmp_path):
-  for mode in ("train", "eval"):
-    result = _run(f"""
-import runpy
-sys.argv = ["train.py", "--config=configs/tiny.py:digits", "--workdir={tmp_path}", "--mode={mode}",
-            "--config.total_steps=2", "--config.input.num_workers=1"]
-runpy.run_path("train.py", run_name="__main__")
-""")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert '"num_examples": 300' in result.stdout
-    assert "tensorflow imported: False" in result.stdout
+  return subprocess.run(without_tensorflow.code_command(code), cwd=REPO, capture_output=True,
+                        text=True, check=False)
 
 
 def test_sources_read_without_tensorflow(tfds_dir, tmp_path):
@@ -61,5 +29,5 @@ for source in (dict(source="tfds", name="vig_test_images", data_dir={tfds_dir!r}
   print(source["source"], batch["image"].shape)
 """)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "tensorflow imported: False" in result.stdout
+  assert without_tensorflow.REPORT in result.stderr
   assert result.stdout.count("(2, 768)") == 3 and "synthetic (2, 192)" in result.stdout
