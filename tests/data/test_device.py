@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vig_jax import sharding
 from vig_jax.data import device
 
 from .images import noise
@@ -75,3 +76,21 @@ def test_augment_batch_is_deterministic_per_key_and_jits():
   assert a.shape == (4, 16, 16, 3) and a.dtype == jnp.float32 and np.isfinite(a).all()
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
+
+
+def test_augment_batch_per_device_matches_one_device_and_moves_no_data():
+  """Under shard_map each device augments its own rows: the same images as one device, and the
+  compiled program holds no collective."""
+  n = jax.device_count()
+  batch = {"image": jnp.asarray(np.stack([noise((24, 24), seed=i).ravel() for i in range(2 * n)])),
+           "crop_size": jnp.asarray(np.tile([[24, 24], [10, 20]], (n, 1)))}
+  one = jax.jit(lambda rng, b: device.augment_batch(rng, b, image_size=16))(jax.random.key(3), batch)
+  mesh = sharding.create_mesh(data=n // 2, fsdp=2)
+  per_device = jax.jit(lambda rng, b: device.augment_batch(rng, b, image_size=16,
+                                                           batch_axes=sharding.BATCH_AXES))
+  with jax.set_mesh(mesh):
+    sharded = jax.device_put(batch, sharding.batch_sharding(mesh))
+    np.testing.assert_allclose(per_device(jax.random.key(3), sharded), one, rtol=1e-5, atol=1e-5)
+    text = per_device.lower(jax.random.key(3), sharded).compile().as_text()
+  for collective in ("collective-permute", "all-gather", "all-to-all", "all-reduce"):
+    assert collective not in text, collective
