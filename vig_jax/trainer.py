@@ -114,7 +114,7 @@ def setup(config):
       model_kwargs.setdefault("img_size", config.image_size)
     model = create_model(config.model, num_classes=info.num_classes, dtype=jnp.dtype(config.dtype),
                          bigla_impl=config.bigla_impl, remat=config.remat,
-                         bigla_batch_axes=sharding.BATCH_AXES if mesh.size > 1 else None,
+                         bigla_batch_axes=sharding.shard_map_batch_axes(mesh),
                          **model_kwargs)
   except (ValueError, TypeError) as e:
     raise ConfigError(str(e)) from e
@@ -192,7 +192,7 @@ def init_state(config, s):
 def jit_train_step(config, s):
   """The sharded train step: (state, global batch) -> (state, metrics), the state donated."""
   augment = functools.partial(augment_batch, image_size=config.image_size,
-                              batch_axes=sharding.BATCH_AXES if s.mesh.size > 1 else None,
+                              batch_axes=sharding.shard_map_batch_axes(s.mesh),
                               **s.data_kwargs)
   step = make_train_step(s.model, s.tx, augment=augment, num_classes=s.num_classes,
                          mixup=dict(config.mixup),
