@@ -5,7 +5,9 @@
       python benchmarks/scaling_bench.py --smoke --out /tmp/scaling  # tiny model on 8 CPU devices
 
 Layouts: 1 device; all N devices data-parallel (mesh data=N); data + fsdp (fsdp=2, and fsdp=N
-where N > 2). Throughput is weak scaling (the per-device batch fixed): img/s, img/s per device and
+where N > 2); and the ceiling "N x 1 device": the 1-device step compiled for each device and run on
+all N at once, independently (no collective, each its own batch), which shows what the machine
+itself costs when all its devices are busy (host dispatch, power, the input's host side). Throughput is weak scaling (the per-device batch fixed): img/s, img/s per device and
 efficiency = img/s per device over the 1-device run's. Memory per device is XLA's plan for the
 compiled (partitioned) step. Correctness: every layout trains its first steps on the same global
 batch (per-device batch x N) from the same initial state, and its losses are compared with the
@@ -17,12 +19,14 @@ import os
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off on shared hosts
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from typing import NamedTuple  # noqa: E402
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,10 +60,27 @@ def layouts(num_devices):
   return out
 
 
-def compiled_step(spec, global_batch, mesh):
-  """(config, setup, initial state, compiled step) for the global batch on the mesh."""
+INDEPENDENT = "{n} x 1 device"
+
+
+def on_device(s, device):
+  """The 1-device Setup `s` moved to `device`: its mesh and the state's shardings."""
+  mesh = jax.sharding.Mesh(np.array([device]).reshape(s.mesh.devices.shape), s.mesh.axis_names,
+                           axis_types=s.mesh.axis_types)
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                     sharding=jax.sharding.NamedSharding(mesh, x.sharding.spec)),
+      s.abstract_state)
+  return dataclasses.replace(s, mesh=mesh, abstract_state=abstract)
+
+
+def compiled_step(spec, global_batch, mesh, device=None):
+  """(config, setup, initial state, compiled step) for the global batch on the mesh; with
+  `device`, the 1-device step on that device."""
   config, s = model_bench.vig_train_setup(spec.model, spec.res, global_batch, spec.overrides, mesh,
                                           spec.dtype, spec.augment)
+  if device is not None:
+    s = on_device(s, device)
   with jax.set_mesh(s.mesh):
     state = trainer.init_state(config, s)
     batch = model_bench.synthetic_batch(spec.res, global_batch, s.mesh)
@@ -77,36 +98,42 @@ def first_losses(spec, s, state, compiled, global_batch, steps):
   return losses, state
 
 
-def throughput(spec, s, state, compiled, global_batch, iters):
+class Run:
+  """One compiled step with its state and batch; `step()` dispatches it without blocking."""
+
+  def __init__(self, spec, s, state, compiled, batch_size):
+    self.mesh, self.state, self.compiled = s.mesh, state, compiled
+    self.batch = model_bench.synthetic_batch(spec.res, batch_size, s.mesh)
+
+  def step(self):
+    with jax.set_mesh(self.mesh):
+      self.state, metrics = self.compiled(self.state, self.batch)
+    return metrics["loss"]
+
+
+def _steps(runs, n, block_each):
+  """n rounds, each dispatching every run's step once (independent runs execute at once)."""
+  for _ in range(n):
+    losses = [run.step() for run in runs]
+    if block_each:
+      jax.block_until_ready(losses)
+  jax.block_until_ready(losses)
+
+
+def throughput(runs, images_per_round, iters):
   """(img/s with steps dispatched back to back as the training loop does, img/s blocking on every
   step's loss): the gap between them is host time a blocking loop exposes."""
-  with jax.set_mesh(s.mesh):
-    batch = model_bench.synthetic_batch(spec.res, global_batch, s.mesh)
-    holder = [state]
-
-    def steps(n, block_each):
-      for _ in range(n):
-        holder[0], metrics = compiled(holder[0], batch)
-        if block_each:
-          metrics["loss"].block_until_ready()
-      metrics["loss"].block_until_ready()
-
-    async_s = model_bench.timed(lambda: steps(iters, False), 1, 1) / iters
-    blocking_s = model_bench.timed(lambda: steps(1, True), 2, iters)
-    return global_batch / async_s, global_batch / blocking_s, holder[0]
+  async_s = model_bench.timed(lambda: _steps(runs, iters, False), 1, 1) / iters
+  blocking_s = model_bench.timed(lambda: _steps(runs, 1, True), 2, iters)
+  return images_per_round / async_s, images_per_round / blocking_s
 
 
-def traced(spec, s, state, compiled, global_batch, steps, trace_dir):
+def traced(runs, steps, trace_dir):
   """Per device, from a jax.profiler trace of `steps` steps: kernel time split into compute and
   NCCL collectives, and the collective time no compute kernel overlaps (exposed), ms per step."""
-  with jax.set_mesh(s.mesh):
-    batch = model_bench.synthetic_batch(spec.res, global_batch, s.mesh)
-    state, metrics = compiled(state, batch)
-    metrics["loss"].block_until_ready()
-    with jax.profiler.trace(trace_dir):
-      for _ in range(steps):
-        state, metrics = compiled(state, batch)
-      metrics["loss"].block_until_ready()
+  _steps(runs, 1, True)
+  with jax.profiler.trace(trace_dir):
+    _steps(runs, steps, False)
   return kernel_overlap(trace_dir, steps)
 
 
@@ -152,8 +179,10 @@ def kernel_overlap(trace_dir, steps):
       kind.append((event.start_ns, event.end_ns))
     if not compute:
       continue
+    launched = len(compute) / steps
     compute, collective = _union(compute), _union(collective)
-    per_device.append({"device": plane.name, "compute_ms": _length(compute) / 1e6 / steps,
+    per_device.append({"device": plane.name, "compute_kernels": launched,
+                       "compute_ms": _length(compute) / 1e6 / steps,
                        "collective_ms": _length(collective) / 1e6 / steps,
                        "exposed_collective_ms": _minus(collective, compute) / 1e6 / steps})
   return per_device
@@ -163,26 +192,39 @@ def run_all(spec, num_devices, steps, iters, trace_steps):
   per_device = spec.per_device_batch
   check_batch = per_device * num_devices  # the global batch every layout's losses are taken on
   rows = []
-  for name, mesh in layouts(num_devices):
-    n = mesh["num_devices"]
+  one_device = dict(data=1, fsdp=1, num_devices=1)
+  cases = layouts(num_devices)
+  if num_devices > 1:
+    cases.append((INDEPENDENT.format(n=num_devices), one_device))
+  for name, mesh in cases:
+    independent = name == INDEPENDENT.format(n=num_devices)
+    n = num_devices if independent else mesh["num_devices"]
     row = {"layout": name, "devices": n, "global_batch": per_device * n, "mesh": mesh}
-    _, s, state, compiled = compiled_step(spec, per_device * n, mesh)
-    row["memory_gib_per_device"] = model_bench.planned_gib(compiled)
-    if per_device * n != check_batch:  # the 1-device run: its own compile for the shared batch
-      _, s_check, state_check, compiled_check = compiled_step(spec, check_batch, mesh)
-      row["losses"], _ = first_losses(spec, s_check, state_check, compiled_check, check_batch, steps)
-    else:  # the state is donated: time the steps from where the loss check left it
-      row["losses"], state = first_losses(spec, s, state, compiled, check_batch, steps)
-    row["img_per_s"], row["img_per_s_blocking"], state = throughput(
-        spec, s, state, compiled, per_device * n, iters)
+    if independent:  # no shared batch: each device trains its own
+      runs = [Run(spec, s, state, compiled, per_device)
+              for _, s, state, compiled in (compiled_step(spec, per_device, mesh, device)
+                                            for device in jax.devices()[:n])]
+      row["losses"] = None
+    else:
+      _, s, state, compiled = compiled_step(spec, per_device * n, mesh)
+      if per_device * n != check_batch:  # the 1-device run: its own compile for the shared batch
+        _, s_check, state_check, compiled_check = compiled_step(spec, check_batch, mesh)
+        row["losses"], _ = first_losses(spec, s_check, state_check, compiled_check, check_batch,
+                                        steps)
+      else:  # the state is donated: time the steps from where the loss check left it
+        row["losses"], state = first_losses(spec, s, state, compiled, check_batch, steps)
+      runs = [Run(spec, s, state, compiled, per_device * n)]
+    row["memory_gib_per_device"] = model_bench.planned_gib(runs[0].compiled)
+    row["img_per_s"], row["img_per_s_blocking"] = throughput(runs, per_device * n, iters)
     row["img_per_s_per_device"] = row["img_per_s"] / n
     base = rows[0] if rows else row
     row["efficiency"] = row["img_per_s_per_device"] / base["img_per_s_per_device"]
     row["efficiency_blocking"] = row["img_per_s_blocking"] / n / base["img_per_s_blocking"]
     if trace_steps:
       with tempfile.TemporaryDirectory() as trace_dir:
-        row["kernels"] = traced(spec, s, state, compiled, per_device * n, trace_steps, trace_dir)
-    row["max_abs_loss_diff"] = max(abs(a - b) for a, b in zip(row["losses"], base["losses"]))
+        row["kernels"] = traced(runs, trace_steps, trace_dir)
+    row["max_abs_loss_diff"] = None if independent else max(
+        abs(a - b) for a, b in zip(row["losses"], base["losses"]))
     rows.append(row)
     print(json.dumps(row), flush=True)
   return rows, check_batch
@@ -195,21 +237,24 @@ def report(rows, check_batch, header):
            f"memory GiB per device | first losses (global batch {check_batch}) | max abs diff vs 1 device |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
+    losses = "–" if r["losses"] is None else ", ".join(f"{x:.5f}" for x in r["losses"])
+    diff = "– (each device its own batch)" if r["max_abs_loss_diff"] is None else (
+        f"{r['max_abs_loss_diff']:.2e}")
     lines.append(f"| {r['layout']} | {r['devices']} | {r['global_batch']} | {r['img_per_s']:,.0f} | "
                  f"{r['img_per_s_per_device']:,.0f} | {r['efficiency']:.1%} | "
                  f"{r['efficiency_blocking']:.1%} | "
-                 f"{r['memory_gib_per_device']:.2f} | {', '.join(f'{x:.5f}' for x in r['losses'])} | "
-                 f"{r['max_abs_loss_diff']:.2e} |")
+                 f"{r['memory_gib_per_device']:.2f} | {losses} | {diff} |")
   traced_rows = [r for r in rows if r.get("kernels")]
   if traced_rows:
     lines += ["", "Kernel time per step and device (trace): compute, NCCL collectives, and the "
               "collective time no compute kernel overlaps.", "",
-              "| layout | device | step ms (wall) | compute ms | collective ms | exposed collective ms |",
-              "|---|---|---|---|---|---|"]
+              "| layout | device | step ms (wall) | compute kernels | compute ms | collective ms | "
+              "exposed collective ms |",
+              "|---|---|---|---|---|---|---|"]
     for r in traced_rows:
       for k in r["kernels"]:
         lines.append(f"| {r['layout']} | {k['device']} | {1e3 * r['global_batch'] / r['img_per_s']:.2f} | "
-                     f"{k['compute_ms']:.2f} | {k['collective_ms']:.2f} | "
+                     f"{k['compute_kernels']:.0f} | {k['compute_ms']:.2f} | {k['collective_ms']:.2f} | "
                      f"{k['exposed_collective_ms']:.2f} |")
   return "\n".join(lines) + "\n"
 

@@ -17,15 +17,20 @@ def test_scaling_bench_layouts_match_one_device(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   with open(tmp_path / "scaling_bench.json") as f:
     rows = json.load(f)["rows"]
-  assert [r["layout"] for r in rows] == ["1 device", "data=2", "data=1 fsdp=2"]
-  one = rows[0]
+  assert [r["layout"] for r in rows] == ["1 device", "data=2", "data=1 fsdp=2", "2 x 1 device"]
+  one, *layouts, independent = rows
   assert one["efficiency"] == 1.0 and one["global_batch"] == 2
-  for r in rows[1:]:
+  # The ceiling: the 1-device program on each device at once, each on its own batch.
+  assert independent["devices"] == 2 and independent["global_batch"] == 4
+  assert independent["losses"] is None and independent["mesh"]["num_devices"] == 1
+  assert independent["img_per_s_per_device"] == pytest.approx(independent["img_per_s"] / 2)
+  for r in layouts:
     assert r["devices"] == 2 and r["global_batch"] == 4
     assert r["losses"] == pytest.approx(one["losses"], rel=1e-5)
     assert r["img_per_s_per_device"] == pytest.approx(r["img_per_s"] / 2)
     assert r["memory_gib_per_device"] > 0
-  assert "| data=1 fsdp=2 | 2 | 4 |" in (tmp_path / "scaling_bench.md").read_text()
+  table = (tmp_path / "scaling_bench.md").read_text()
+  assert "| data=1 fsdp=2 | 2 | 4 |" in table and "| 2 x 1 device | 2 | 4 |" in table
 
 
 def test_scaling_bench_refuses_more_devices_than_exist(tmp_path):
