@@ -73,8 +73,8 @@ def batch_sharding(mesh):
 
 
 def shard_map_batch_axes(mesh):
-  """The batch axes for per-example work run under jax.shard_map (BiGLA, the input's device
-  half), or None on one device, where there is nothing to split."""
+  """The batch axes for per-example work run under jax.shard_map (BiGLA), or None on one device,
+  where there is nothing to split."""
   return BATCH_AXES if mesh.size > 1 else None
 
 

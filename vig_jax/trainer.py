@@ -191,9 +191,7 @@ def init_state(config, s):
 
 def jit_train_step(config, s):
   """The sharded train step: (state, global batch) -> (state, metrics), the state donated."""
-  augment = functools.partial(augment_batch, image_size=config.image_size,
-                              batch_axes=sharding.shard_map_batch_axes(s.mesh),
-                              **s.data_kwargs)
+  augment = functools.partial(augment_batch, image_size=config.image_size, **s.data_kwargs)
   step = make_train_step(s.model, s.tx, augment=augment, num_classes=s.num_classes,
                          mixup=dict(config.mixup),
                          label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,

@@ -109,20 +109,13 @@ def augment_example(rng, packed, crop_size, *, image_size, hflip=True, randaugme
   return image
 
 
-def augment_batch(rng, batch, *, batch_axes=None, **kwargs):
+def augment_batch(rng, batch, **kwargs):
   """A train batch {"image": uint8 [B, C * C * 3] packed crops, "crop_size": [B, 2]} -> float32
   images.
 
   kwargs as `augment_example`; each example gets its own key split from `rng`, so an example's
-  augmentation does not depend on the mesh. batch_axes: mesh axes the batch is split over; the
-  examples are then augmented under `jax.shard_map`, each device its own rows, as the 1-device
-  program does them (on two GPUs the SPMD-partitioned version ran 21% slower, BENCHMARKS.md).
+  augmentation does not depend on the mesh the batch is split over.
   """
   keys = jax.random.split(rng, batch["image"].shape[0])
-  fn = jax.vmap(lambda k, im, size: augment_example(k, im, size, **kwargs))
-  if batch_axes:
-    spec = jax.sharding.PartitionSpec(tuple(batch_axes))
-    # check_vma=False: lax.switch under vmap (RandAugment's op choice) fails jax's varying-axes
-    # type check on operands that already vary over the batch axes; every value here is per row.
-    fn = jax.shard_map(fn, in_specs=(spec,) * 3, out_specs=spec, check_vma=False)
-  return fn(keys, batch["image"], batch["crop_size"])
+  return jax.vmap(lambda k, im, size: augment_example(k, im, size, **kwargs))(
+      keys, batch["image"], batch["crop_size"])

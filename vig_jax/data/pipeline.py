@@ -78,11 +78,9 @@ def dataset_info(**input_kwargs) -> DatasetInfo:
   return sources.get(source, **own).info
 
 
-def augment_batch(rng, batch, *, image_size, batch_axes=None, **input_kwargs):
-  """Device half of train augmentation: a train batch -> float32 [b, S, S, 3] (jit it).
-  batch_axes: the mesh axes the batch is split over, if more than one device."""
-  return device.augment_batch(rng, batch, image_size=image_size, batch_axes=batch_axes,
-                              **_split(input_kwargs)[3])
+def augment_batch(rng, batch, *, image_size, **input_kwargs):
+  """Device half of train augmentation: a train batch -> float32 [b, S, S, 3] (jit it)."""
+  return device.augment_batch(rng, batch, image_size=image_size, **_split(input_kwargs)[3])
 
 
 normalize = device.normalize
