@@ -62,6 +62,10 @@ def test_solarize_add_follows_timm():
                                 [[[110, 210, 255], [237, 128, 200]]])
 
 
+def _warped(matrix_fn):
+  return lambda image, arg: ra.warp(image, matrix_fn(arg))
+
+
 @pytest.mark.parametrize("op,arg,pil_matrix", [
     (ra.translate_x, 3.0, (1, 0, 3, 0, 1, 0)), (ra.translate_y, -2.0, (1, 0, 0, 0, 1, -2)),
     (ra.shear_x, 0.25, (1, 0.25, 0, 0, 1, 0)), (ra.shear_y, -0.2, (1, 0, 0, -0.2, 1, 0))])
@@ -70,7 +74,7 @@ def test_affine_ops_match_pil_inside_the_image(op, arg, pil_matrix):
   image = _image(size=(16, 20))
   want = np.asarray(Image.fromarray(image).transform((20, 16), Image.AFFINE, pil_matrix,
                                                      Image.BILINEAR, fillcolor=ra.FILL))
-  got = _ours(op, image, arg)
+  got = _ours(_warped(op), image, arg)
   # Pixels whose source lies well inside the image: PIL and ours interpolate the same points.
   ys, xs = np.mgrid[0:16, 0:20] + 0.5
   a, b, c, d, e, f = pil_matrix
@@ -84,19 +88,33 @@ def test_affine_ops_match_pil_inside_the_image(op, arg, pil_matrix):
 
 def test_rotate_matches_pil():
   image = _image(size=(20, 20))
+  rotate = _warped(lambda degrees: ra.rotation(image.shape, degrees))
   for degrees in (0.0, 90.0, 180.0):
     want = _pil(lambda im, d: im.rotate(d, Image.BILINEAR, fillcolor=ra.FILL), image, degrees)
-    np.testing.assert_array_equal(_ours(ra.rotate, image, degrees), want)
-  got, want = _ours(ra.rotate, image, 17.0), _pil(
+    np.testing.assert_array_equal(_ours(rotate, image, degrees), want)
+  got, want = _ours(rotate, image, 17.0), _pil(
       lambda im: im.rotate(17.0, Image.BILINEAR, fillcolor=ra.FILL), image)
   assert np.abs(got.astype(int) - want)[5:15, 5:15].max() <= 1
+
+
+def test_sharpness_keeps_the_border_and_smooths_inside():
+  """The 3x3 window sum against a direct loop over PIL's SMOOTH kernel (centre weight 5)."""
+  image = _image(size=(9, 7)).astype(np.float64)
+  got = _ours(ra.sharpness, image.astype(np.uint8), 0.0)  # factor 0: the smoothed image itself
+  want = image.copy()
+  for y in range(1, 8):
+    for x in range(1, 6):
+      want[y, x] = np.floor((image[y - 1:y + 2, x - 1:x + 2].sum(axis=(0, 1)) + 4 * image[y, x])
+                            / 13 + 0.5)
+  np.testing.assert_array_equal(got, want)
 
 
 def test_every_op_runs_through_switch():
   image = jnp.asarray(_image(), jnp.float32)
   switch = jax.jit(ra.apply_op)
-  for index, (_, fn) in enumerate(ra.OPS):
-    direct = jax.jit(fn)
+  for index, (_, kind, fn) in enumerate(ra.OPS):
+    direct = jax.jit(fn if kind == "pixel" else
+                     lambda im, level, sign, fn=fn: ra.warp(im, fn(im.shape, level, sign)))
     for level, sign in ((0.0, 1.0), (0.9, -1.0), (1.0, 1.0)):
       out = switch(image, index, level, sign)
       assert out.shape == image.shape and out.dtype == jnp.float32

@@ -4,7 +4,8 @@ Images are float32 [H, W, 3] holding uint8 values (0..255 integers); every op re
 Ops and magnitude-to-argument maps follow timm's `_RAND_INCREASING_TRANSFORMS` (the "inc1"
 variants, where a larger magnitude always means a stronger change) and the PIL functions they
 call. One deliberate difference: geometric ops resample bilinearly (timm: bicubic in DeiT).
-Under vmap `lax.switch` evaluates every op and selects: cheap on an accelerator.
+Under vmap `lax.switch` evaluates every branch and selects, so the five geometric ops share one
+branch: each gives an affine matrix, and a single `warp` resamples with the one chosen.
 """
 import math
 
@@ -86,14 +87,17 @@ def brightness(image, factor):
 def sharpness(image, factor):
   """Blends with PIL's SMOOTH filter output; as in PIL, the 1-pixel border is kept."""
   h, w = image.shape[:2]
-  window = sum(image[dy:h - 2 + dy, dx:w - 2 + dx] for dy in range(3) for dx in range(3))
-  smooth = jnp.floor((window + 4.0 * image[1:-1, 1:-1]) / 13.0 + 0.5)
-  return _blend(image.at[1:-1, 1:-1].set(smooth), image, factor)
+  # Sums of integers below 2^24: exact in float32, in any order.
+  window = jax.lax.reduce_window(image, 0.0, jax.lax.add, (3, 3, 1), (1, 1, 1), "SAME")
+  smooth = jnp.floor((window + 4.0 * image) / 13.0 + 0.5)
+  ys, xs = jnp.arange(h)[:, None, None], jnp.arange(w)[None, :, None]
+  border = (ys == 0) | (ys == h - 1) | (xs == 0) | (xs == w - 1)
+  return _blend(jnp.where(border, image, smooth), image, factor)
 
 
-def _affine(image, matrix):
+def warp(image, matrix):
   """PIL's AFFINE transform, bilinear: output pixel (x, y) samples input (a x + b y + c,
-  d x + e y + f).
+  d x + e y + f); `matrix` is (a, b, c, d, e, f).
 
   Coordinates as PIL's, pixel centres at +0.5. Input pixels outside the image weigh nothing; the
   weight they would have had is filled with FILL.
@@ -116,28 +120,29 @@ def _affine(image, matrix):
   return jnp.clip(jnp.floor(out + (1.0 - covered) * jnp.array(FILL, jnp.float32) + 0.5), 0.0, 255.0)
 
 
-def rotate(image, degrees):
-  """Rotates counter-clockwise about the centre, as PIL's Image.rotate."""
+# The geometric ops as the `warp` matrices timm passes to PIL.
+def rotation(shape, degrees):
+  """Counter-clockwise about the centre of an image of `shape`, as PIL's Image.rotate."""
   theta = degrees * (math.pi / 180.0)
   cos, sin = jnp.cos(theta), jnp.sin(theta)
-  cx, cy = image.shape[1] / 2.0, image.shape[0] / 2.0
-  return _affine(image, (cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy))
+  cx, cy = shape[1] / 2.0, shape[0] / 2.0
+  return (cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
 
 
-def shear_x(image, factor):
-  return _affine(image, (1.0, factor, 0.0, 0.0, 1.0, 0.0))
+def shear_x(factor):
+  return (1.0, factor, 0.0, 0.0, 1.0, 0.0)
 
 
-def shear_y(image, factor):
-  return _affine(image, (1.0, 0.0, 0.0, factor, 1.0, 0.0))
+def shear_y(factor):
+  return (1.0, 0.0, 0.0, factor, 1.0, 0.0)
 
 
-def translate_x(image, pixels):
-  return _affine(image, (1.0, 0.0, pixels, 0.0, 1.0, 0.0))
+def translate_x(pixels):
+  return (1.0, 0.0, pixels, 0.0, 1.0, 0.0)
 
 
-def translate_y(image, pixels):
-  return _affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, pixels))
+def translate_y(pixels):
+  return (1.0, 0.0, 0.0, 0.0, 1.0, pixels)
 
 
 def _enhance_factor(level, sign):
@@ -148,29 +153,44 @@ def _int(x):
   return jnp.floor(x)  # timm's int() of a non-negative level
 
 
-# (name, fn(image, level in [0, 1], random sign ±1)), in timm's order.
+# (name, kind, fn(image or its shape, level in [0, 1], random sign ±1)), in timm's order. A
+# "pixel" op returns the new image; a "warp" op, given the image's shape, returns its matrix.
 OPS = (
-    ("AutoContrast", lambda im, level, sign: auto_contrast(im)),
-    ("Equalize", lambda im, level, sign: equalize(im)),
-    ("Invert", lambda im, level, sign: invert(im)),
-    ("Rotate", lambda im, level, sign: rotate(im, sign * level * 30.0)),
-    ("PosterizeIncreasing", lambda im, level, sign: posterize(im, 4 - _int(level * 4.0))),
-    ("SolarizeIncreasing", lambda im, level, sign: solarize(im, 256 - _int(level * 256.0))),
-    ("SolarizeAdd", lambda im, level, sign: solarize_add(im, _int(level * 110.0))),
-    ("ColorIncreasing", lambda im, level, sign: color(im, _enhance_factor(level, sign))),
-    ("ContrastIncreasing", lambda im, level, sign: contrast(im, _enhance_factor(level, sign))),
-    ("BrightnessIncreasing", lambda im, level, sign: brightness(im, _enhance_factor(level, sign))),
-    ("SharpnessIncreasing", lambda im, level, sign: sharpness(im, _enhance_factor(level, sign))),
-    ("ShearX", lambda im, level, sign: shear_x(im, sign * level * 0.3)),
-    ("ShearY", lambda im, level, sign: shear_y(im, sign * level * 0.3)),
-    ("TranslateXRel", lambda im, level, sign: translate_x(im, sign * level * 0.45 * im.shape[1])),
-    ("TranslateYRel", lambda im, level, sign: translate_y(im, sign * level * 0.45 * im.shape[0])),
+    ("AutoContrast", "pixel", lambda im, level, sign: auto_contrast(im)),
+    ("Equalize", "pixel", lambda im, level, sign: equalize(im)),
+    ("Invert", "pixel", lambda im, level, sign: invert(im)),
+    ("Rotate", "warp", lambda shape, level, sign: rotation(shape, sign * level * 30.0)),
+    ("PosterizeIncreasing", "pixel", lambda im, level, sign: posterize(im, 4 - _int(level * 4.0))),
+    ("SolarizeIncreasing", "pixel",
+     lambda im, level, sign: solarize(im, 256 - _int(level * 256.0))),
+    ("SolarizeAdd", "pixel", lambda im, level, sign: solarize_add(im, _int(level * 110.0))),
+    ("ColorIncreasing", "pixel", lambda im, level, sign: color(im, _enhance_factor(level, sign))),
+    ("ContrastIncreasing", "pixel",
+     lambda im, level, sign: contrast(im, _enhance_factor(level, sign))),
+    ("BrightnessIncreasing", "pixel",
+     lambda im, level, sign: brightness(im, _enhance_factor(level, sign))),
+    ("SharpnessIncreasing", "pixel",
+     lambda im, level, sign: sharpness(im, _enhance_factor(level, sign))),
+    ("ShearX", "warp", lambda shape, level, sign: shear_x(sign * level * 0.3)),
+    ("ShearY", "warp", lambda shape, level, sign: shear_y(sign * level * 0.3)),
+    ("TranslateXRel", "warp", lambda shape, level, sign: translate_x(sign * level * 0.45 * shape[1])),
+    ("TranslateYRel", "warp", lambda shape, level, sign: translate_y(sign * level * 0.45 * shape[0])),
 )
+_PIXEL = [i for i, (_, kind, _) in enumerate(OPS) if kind == "pixel"]
+_WARP = [i for i, (_, kind, _) in enumerate(OPS) if kind == "warp"]
+# Per op index: its branch (the pixel ops, then the one warp) and its matrix among the warps.
+_BRANCH = tuple(_PIXEL.index(i) if i in _PIXEL else len(_PIXEL) for i in range(len(OPS)))
+_MATRIX = tuple(_WARP.index(i) if i in _WARP else 0 for i in range(len(OPS)))
 
 
 def apply_op(image, index, level, sign):
   """Runs OPS[index] (a scalar int) on `image`."""
-  return jax.lax.switch(index, [lambda im, fn=fn: fn(im, level, sign) for _, fn in OPS], image)
+  matrices = [lambda fn=OPS[i][2]: jnp.stack(fn(image.shape, level, sign)).astype(jnp.float32)
+              for i in _WARP]
+  matrix = jax.lax.switch(jnp.asarray(_MATRIX)[index], matrices)
+  branches = [lambda im, fn=OPS[i][2]: fn(im, level, sign) for i in _PIXEL]
+  branches.append(lambda im: warp(im, matrix))
+  return jax.lax.switch(jnp.asarray(_BRANCH)[index], branches, image)
 
 
 def rand_augment(rng, image, *, num_layers=2, magnitude=9.0, magnitude_std=0.5, prob=0.5):
