@@ -58,10 +58,11 @@ def main():
   res, per_device = (32, 2) if args.smoke else (224, 128)
   for directory in filter(None, (args.out, args.hlo_dir)):
     os.makedirs(directory, exist_ok=True)
-  rows = [measure(res, per_device, n, args.iters, args.hlo_dir)
-          for n in sorted({1, num_devices})]
-  for row in rows:
-    row["efficiency"] = rows[0]["ms"] / row["ms"]
+  rows = []
+  for n in sorted({1, num_devices}):
+    rows.append(measure(res, per_device, n, args.iters, args.hlo_dir))
+    rows[-1]["efficiency"] = rows[0]["ms"] / rows[-1]["ms"]
+    print(json.dumps(rows[-1]), flush=True)
   device = jax.devices()[0].device_kind
   lines = [f"device: {num_devices} x {device}; jax {jax.__version__}; {res} px, {per_device} "
            "images per device", "",
