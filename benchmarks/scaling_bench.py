@@ -7,8 +7,9 @@
 Layouts: 1 device; all N devices data-parallel (mesh data=N); data + fsdp (fsdp=2, and fsdp=N
 where N > 2); and the ceiling "N x 1 device": the 1-device step compiled for each device and run on
 all N at once, independently (no collective, each its own batch), which shows what the machine
-itself costs when all its devices are busy (host dispatch, power, the input's host side). Throughput is weak scaling (the per-device batch fixed): img/s, img/s per device and
-efficiency = img/s per device over the 1-device run's. Memory per device is XLA's plan for the
+itself costs when all its devices are busy (host dispatch, power, the input's host side).
+Throughput is weak scaling (the per-device batch fixed): img/s, img/s per device and efficiency =
+img/s per device over the 1-device run's. Memory per device is XLA's plan for the
 compiled (partitioned) step. Correctness: every layout trains its first steps on the same global
 batch (per-device batch x N) from the same initial state, and its losses are compared with the
 1-device run's on that batch.

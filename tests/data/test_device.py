@@ -85,11 +85,11 @@ def test_augment_batch_on_a_mesh_matches_one_device_and_moves_no_data():
   n = jax.device_count()
   batch = {"image": jnp.asarray(np.stack([noise((24, 24), seed=i).ravel() for i in range(2 * n)])),
            "crop_size": jnp.asarray(np.tile([[24, 24], [10, 20]], (n, 1)))}
-  one = jax.jit(lambda rng, b: device.augment_batch(rng, b, image_size=16))(jax.random.key(3), batch)
+  augment = jax.jit(lambda rng, b: device.augment_batch(rng, b, image_size=16))
+  one = augment(jax.random.key(3), batch)
   mesh = sharding.create_mesh(data=n // 2, fsdp=2)
-  per_device = jax.jit(lambda rng, b: device.augment_batch(rng, b, image_size=16))
   with jax.set_mesh(mesh):
     sharded = jax.device_put(batch, sharding.batch_sharding(mesh))
-    np.testing.assert_allclose(per_device(jax.random.key(3), sharded), one, rtol=1e-5, atol=1e-5)
-    text = per_device.lower(jax.random.key(3), sharded).compile().as_text()
+    np.testing.assert_allclose(augment(jax.random.key(3), sharded), one, rtol=1e-5, atol=1e-5)
+    text = augment.lower(jax.random.key(3), sharded).compile().as_text()
   assert_no_collectives(text)

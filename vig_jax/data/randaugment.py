@@ -173,8 +173,10 @@ OPS = (
      lambda im, level, sign: sharpness(im, _enhance_factor(level, sign))),
     ("ShearX", "warp", lambda shape, level, sign: shear_x(sign * level * 0.3)),
     ("ShearY", "warp", lambda shape, level, sign: shear_y(sign * level * 0.3)),
-    ("TranslateXRel", "warp", lambda shape, level, sign: translate_x(sign * level * 0.45 * shape[1])),
-    ("TranslateYRel", "warp", lambda shape, level, sign: translate_y(sign * level * 0.45 * shape[0])),
+    ("TranslateXRel", "warp",
+     lambda shape, level, sign: translate_x(sign * level * 0.45 * shape[1])),
+    ("TranslateYRel", "warp",
+     lambda shape, level, sign: translate_y(sign * level * 0.45 * shape[0])),
 )
 _PIXEL = [i for i, (_, kind, _) in enumerate(OPS) if kind == "pixel"]
 _WARP = [i for i, (_, kind, _) in enumerate(OPS) if kind == "warp"]
@@ -184,7 +186,8 @@ _MATRIX = tuple(_WARP.index(i) if i in _WARP else 0 for i in range(len(OPS)))
 
 
 def apply_op(image, index, level, sign):
-  """Runs OPS[index] (a scalar int) on `image`."""
+  """Runs OPS[index] (a scalar int) on `image`: a switch over the pixel ops and one warp, whose
+  matrix a second switch picks among the geometric ops."""
   matrices = [lambda fn=OPS[i][2]: jnp.stack(fn(image.shape, level, sign)).astype(jnp.float32)
               for i in _WARP]
   matrix = jax.lax.switch(jnp.asarray(_MATRIX)[index], matrices)
