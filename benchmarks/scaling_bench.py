@@ -61,9 +61,6 @@ def layouts(num_devices):
   return out
 
 
-INDEPENDENT = "{n} x 1 device"
-
-
 def on_device(s, device):
   """The 1-device Setup `s` moved to `device`: its mesh and the state's shardings."""
   mesh = jax.sharding.Mesh(np.array([device]).reshape(s.mesh.devices.shape), s.mesh.axis_names,
@@ -193,12 +190,10 @@ def run_all(spec, num_devices, steps, iters, trace_steps):
   per_device = spec.per_device_batch
   check_batch = per_device * num_devices  # the global batch every layout's losses are taken on
   rows = []
-  one_device = dict(data=1, fsdp=1, num_devices=1)
-  cases = layouts(num_devices)
-  if num_devices > 1:
-    cases.append((INDEPENDENT.format(n=num_devices), one_device))
-  for name, mesh in cases:
-    independent = name == INDEPENDENT.format(n=num_devices)
+  cases = [(name, mesh, False) for name, mesh in layouts(num_devices)]
+  if num_devices > 1:  # the ceiling: the 1-device program on every device at once
+    cases.append((f"{num_devices} x 1 device", dict(data=1, fsdp=1, num_devices=1), True))
+  for name, mesh, independent in cases:
     n = num_devices if independent else mesh["num_devices"]
     row = {"layout": name, "devices": n, "global_batch": per_device * n, "mesh": mesh}
     if independent:  # no shared batch: each device trains its own

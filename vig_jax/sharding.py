@@ -72,12 +72,6 @@ def batch_sharding(mesh):
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
-def shard_map_batch_axes(mesh):
-  """The batch axes for per-example work run under jax.shard_map (BiGLA), or None on one device,
-  where there is nothing to split."""
-  return BATCH_AXES if mesh.size > 1 else None
-
-
 def global_batch(local_batch, mesh):
   """This process's numpy batch -> global jax arrays split over the batch axes."""
   sharding = batch_sharding(mesh)

@@ -114,7 +114,7 @@ def setup(config):
       model_kwargs.setdefault("img_size", config.image_size)
     model = create_model(config.model, num_classes=info.num_classes, dtype=jnp.dtype(config.dtype),
                          bigla_impl=config.bigla_impl, remat=config.remat,
-                         bigla_batch_axes=sharding.shard_map_batch_axes(mesh),
+                         bigla_batch_axes=sharding.BATCH_AXES if mesh.size > 1 else None,
                          **model_kwargs)
   except (ValueError, TypeError) as e:
     raise ConfigError(str(e)) from e

@@ -187,10 +187,9 @@ _MATRIX = tuple(_WARP.index(i) if i in _WARP else 0 for i in range(len(OPS)))
 
 def apply_op(image, index, level, sign):
   """Runs OPS[index] (a scalar int) on `image`: a switch over the pixel ops and one warp, whose
-  matrix a second switch picks among the geometric ops."""
-  matrices = [lambda fn=OPS[i][2]: jnp.stack(fn(image.shape, level, sign)).astype(jnp.float32)
-              for i in _WARP]
-  matrix = jax.lax.switch(jnp.asarray(_MATRIX)[index], matrices)
+  matrix is the op's among the geometric ops' (six scalars each, all computed)."""
+  matrices = jnp.asarray([OPS[i][2](image.shape, level, sign) for i in _WARP], jnp.float32)
+  matrix = matrices[jnp.asarray(_MATRIX)[index]]
   branches = [lambda im, fn=OPS[i][2]: fn(im, level, sign) for i in _PIXEL]
   branches.append(lambda im: warp(im, matrix))
   return jax.lax.switch(jnp.asarray(_BRANCH)[index], branches, image)
