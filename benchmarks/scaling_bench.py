@@ -61,6 +61,15 @@ def layouts(num_devices):
   return out
 
 
+def cases(num_devices, ceiling=True):
+  """(name, mesh kwargs, independent) for every layout, then the ceiling where asked: the 1-device
+  program run on every device at once, independently."""
+  out = [(name, mesh, False) for name, mesh in layouts(num_devices)]
+  if ceiling and num_devices > 1:
+    out.append((f"{num_devices} x 1 device", dict(data=1, fsdp=1, num_devices=1), True))
+  return out
+
+
 def on_device(s, device):
   """The 1-device Setup `s` moved to `device`: its mesh and the state's shardings."""
   mesh = jax.sharding.Mesh(np.array([device]).reshape(s.mesh.devices.shape), s.mesh.axis_names,
@@ -186,14 +195,11 @@ def kernel_overlap(trace_dir, steps):
   return per_device
 
 
-def run_all(spec, num_devices, steps, iters, trace_steps):
+def run_all(spec, num_devices, steps, iters, trace_steps, ceiling=True):
   per_device = spec.per_device_batch
   check_batch = per_device * num_devices  # the global batch every layout's losses are taken on
   rows = []
-  cases = [(name, mesh, False) for name, mesh in layouts(num_devices)]
-  if num_devices > 1:  # the ceiling: the 1-device program on every device at once
-    cases.append((f"{num_devices} x 1 device", dict(data=1, fsdp=1, num_devices=1), True))
-  for name, mesh, independent in cases:
+  for name, mesh, independent in cases(num_devices, ceiling):
     n = num_devices if independent else mesh["num_devices"]
     row = {"layout": name, "devices": n, "global_batch": per_device * n, "mesh": mesh}
     if independent:  # no shared batch: each device trains its own
@@ -267,6 +273,8 @@ def main():
                       help="leave the input's device half (flip, RandAugment, erasing) out of the step")
   parser.add_argument("--trace-steps", type=int, default=0,
                       help="> 0: trace this many steps of every layout (kernel overlap table)")
+  parser.add_argument("--no-ceiling", action="store_true",
+                      help="leave out the 'N x 1 device' row (two more compiles)")
   args = parser.parse_args()
   num_devices = args.devices or jax.device_count()
   if num_devices > jax.device_count():
@@ -276,7 +284,7 @@ def main():
   if args.no_augment:
     spec = spec._replace(augment=False)
   rows, check_batch = run_all(spec, num_devices, args.steps, 2 if args.smoke else args.iters,
-                              args.trace_steps)
+                              args.trace_steps, ceiling=not args.no_ceiling)
   device = jax.devices()[0].device_kind
   header = (f"device: {num_devices} x {device}; jax {jax.__version__}; {spec.model} {spec.res}px "
             f"{spec.dtype}, {spec.per_device_batch} images per device, input's device half "

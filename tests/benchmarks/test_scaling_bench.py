@@ -51,3 +51,14 @@ def test_exposed_collective_time_is_what_no_compute_interval_covers():
   # 15..35 is covered by compute on 15..20 and 30..35: 10 exposed; 45..50 all exposed.
   assert scaling_bench._minus(collective, compute) == 15
   assert scaling_bench._minus(compute, []) == scaling_bench._length(compute) == 30
+
+
+def test_cases_end_with_the_ceiling_unless_left_out():
+  from benchmarks import scaling_bench
+  names = ["1 device", "data=4", "data=2 fsdp=2", "data=1 fsdp=4"]
+  assert [c[0] for c in scaling_bench.cases(4)] == names + ["4 x 1 device"]
+  assert [c[0] for c in scaling_bench.cases(4, ceiling=False)] == names
+  ceiling = scaling_bench.cases(4)[-1]
+  assert ceiling[1]["num_devices"] == 1 and ceiling[2]
+  assert not any(independent for _, _, independent in scaling_bench.cases(4)[:-1])
+  assert scaling_bench.cases(1) == [("1 device", dict(data=1, fsdp=1, num_devices=1), False)]
