@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 
+from tests.cpu_devices import env_with_cpu_devices
 from vig_jax.checkpointing import read_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,15 +27,15 @@ def free_port():
 def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
   one = subprocess.run([sys.executable, "train.py", *FLAGS, f"--workdir={tmp_path / 'one'}"],
                        cwd=REPO, capture_output=True, text=True,
-                       env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                       env=env_with_cpu_devices(8))
   assert one.returncode == 0, one.stderr[-2000:]
 
   address = f"127.0.0.1:{free_port()}"
   procs = [subprocess.Popen(
       [sys.executable, "train.py", *FLAGS, f"--workdir={tmp_path / 'two'}"], cwd=REPO,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
+      env=env_with_cpu_devices(4, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
+                               JAX_PROCESS_ID=str(i)))
       for i in range(2)]
   outputs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outputs):
@@ -55,9 +56,8 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
       [sys.executable, "train.py", "--config=configs/tiny.py", "--config.total_steps=200",
        "--config.checkpoint_every_steps=100", "--config.log_every_steps=1",
        f"--workdir={workdir}"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-                      "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2",
-                      "JAX_PROCESS_ID": str(i)})
+      text=True, env=env_with_cpu_devices(4, JAX_COORDINATOR_ADDRESS=address,
+                                          JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
       for i in range(2)]
   metrics = workdir / "metrics.jsonl"
   while procs[0].poll() is None and not (metrics.exists() and

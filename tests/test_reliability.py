@@ -14,12 +14,13 @@ import jax
 import numpy as np
 import pytest
 
+from tests.cpu_devices import env_with_cpu_devices
 from tests.test_trainer import tiny_config
 from vig_jax import trainer
 from vig_jax.checkpointing import read_params
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONUNBUFFERED": "1"}
+ENV = env_with_cpu_devices(8, PYTHONUNBUFFERED="1")
 
 
 def train_py(workdir, *flags):

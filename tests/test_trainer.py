@@ -10,6 +10,7 @@ import pytest
 
 from configs import tiny
 from tests import without_tensorflow
+from tests.cpu_devices import env_with_cpu_devices
 from vig_jax import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +162,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
 
 def test_train_py_end_to_end(tmp_path):
   """train.py trains and evaluates, on a machine without tensorflow."""
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = env_with_cpu_devices(2)
   base = ["--config=configs/tiny.py", f"--workdir={tmp_path}"]
   run = lambda *flags: subprocess.run(without_tensorflow.script_command("train.py", *base, *flags),
                                       cwd=REPO, env=env, capture_output=True, text=True)

@@ -6,11 +6,13 @@ import sys
 
 import pytest
 
+from tests.cpu_devices import env_with_cpu_devices
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_augment_bench_times_one_device_and_the_mesh(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = env_with_cpu_devices(2)
   result = subprocess.run([sys.executable, "benchmarks/augment_bench.py", "--smoke", "--devices=2",
                            "--iters=1", f"--out={tmp_path}", f"--hlo-dir={tmp_path / 'hlo'}"],
                           cwd=REPO, env=env, capture_output=True, text=True)

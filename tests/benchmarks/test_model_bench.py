@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 from benchmarks import model_bench
+from tests.cpu_devices import env_with_cpu_devices
 from benchmarks.model_bench import Job, Workload
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_model_bench_smoke(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = env_with_cpu_devices(1)
   result = subprocess.run([sys.executable, "benchmarks/model_bench.py", "--smoke",
                            f"--out={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]

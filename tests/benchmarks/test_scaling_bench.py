@@ -6,11 +6,13 @@ import sys
 
 import pytest
 
+from tests.cpu_devices import env_with_cpu_devices
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_scaling_bench_layouts_match_one_device(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = env_with_cpu_devices(2)
   result = subprocess.run([sys.executable, "benchmarks/scaling_bench.py", "--smoke", "--devices=2",
                            "--steps=2", "--iters=1", f"--out={tmp_path}"], cwd=REPO, env=env,
                           capture_output=True, text=True)
@@ -34,7 +36,7 @@ def test_scaling_bench_layouts_match_one_device(tmp_path):
 
 
 def test_scaling_bench_refuses_more_devices_than_exist(tmp_path):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = env_with_cpu_devices(2)
   result = subprocess.run([sys.executable, "benchmarks/scaling_bench.py", "--smoke", "--devices=4",
                            f"--out={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True)
   assert result.returncode != 0
