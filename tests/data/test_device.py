@@ -81,7 +81,9 @@ def test_augment_batch_is_deterministic_per_key_and_jits():
 
 def test_augment_batch_on_a_mesh_matches_one_device_and_moves_no_data():
   """Partitioned over the batch axes, each device augments its own rows: the same images as one
-  device, and the compiled program holds no collective."""
+  device, and the compiled program holds no collective. "The same" up to PIL's integer rounding:
+  the two programs round floats differently (contraction, vectorisation), so a value on a .5
+  boundary may land one 8-bit level away, on a few pixels."""
   n = jax.device_count()
   batch = {"image": jnp.asarray(np.stack([noise((24, 24), seed=i).ravel() for i in range(2 * n)])),
            "crop_size": jnp.asarray(np.tile([[24, 24], [10, 20]], (n, 1)))}
@@ -90,6 +92,8 @@ def test_augment_batch_on_a_mesh_matches_one_device_and_moves_no_data():
   mesh = sharding.create_mesh(data=n // 2, fsdp=2)
   with jax.set_mesh(mesh):
     sharded = jax.device_put(batch, sharding.batch_sharding(mesh))
-    np.testing.assert_allclose(augment(jax.random.key(3), sharded), one, rtol=1e-5, atol=1e-5)
+    levels = np.abs(augment(jax.random.key(3), sharded) - one) * np.array(device.IMAGENET_STD) * 255
+    differ = np.mean(levels > 1e-3)
+    assert levels.max() < 1.001 and differ < 1e-3, (levels.max(), differ)
     text = augment.lower(jax.random.key(3), sharded).compile().as_text()
   assert_no_collectives(text)
