@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 from benchmarks import model_bench
-from tests.cpu_devices import env_with_cpu_devices
 from benchmarks.model_bench import Job, Workload
+from tests.cpu_devices import env_with_cpu_devices
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
