@@ -7,7 +7,8 @@
 Layouts: 1 device; all N devices data-parallel (mesh data=N); data + fsdp (fsdp=2, and fsdp=N
 where N > 2); and the ceiling "N x 1 device": the 1-device step compiled for each device and run on
 all N at once, independently (no collective, each its own batch), which shows what the machine
-itself costs when all its devices are busy (host dispatch, power, the input's host side).
+itself costs when all its devices are busy (host dispatch, power, the input's host side);
+--no-ceiling leaves it out.
 Throughput is weak scaling (the per-device batch fixed): img/s, img/s per device and efficiency =
 img/s per device over the 1-device run's. Memory per device is XLA's plan for the
 compiled (partitioned) step. Correctness: every layout trains its first steps on the same global
@@ -274,7 +275,7 @@ def main():
   parser.add_argument("--trace-steps", type=int, default=0,
                       help="> 0: trace this many steps of every layout (kernel overlap table)")
   parser.add_argument("--no-ceiling", action="store_true",
-                      help="leave out the 'N x 1 device' row (two more compiles)")
+                      help="leave out the 'N x 1 device' row (one more compile per device)")
   args = parser.parse_args()
   num_devices = args.devices or jax.device_count()
   if num_devices > jax.device_count():
